@@ -124,6 +124,122 @@ def evaluate(
 
 
 @app.command()
+def export(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint (.pt) written by `slt-deploy train`."),
+    output: Path = typer.Option(..., "--output", "-o", help="NIR file to write (.nir)."),
+    profile: Optional[Path] = typer.Option(None, help="Accuracy profile JSON (default: <checkpoint>.eval.json if present)."),
+):
+    """Export a checkpoint as a NIR graph (BatchNorm folded, LIF as nir.LIF, readout Affine -> Output)."""
+    from .checkpoint import load_checkpoint, model_from_checkpoint
+    from .export import export_model
+    from .files import read_json
+    from .nirfile import write_graph
+
+    model = model_from_checkpoint(load_checkpoint(checkpoint), str(checkpoint))
+    default = checkpoint.with_suffix(".eval.json")
+    profile_path = profile if profile is not None else (default if default.is_file() else None)
+    data = read_json(profile_path, "accuracy profile") if profile_path is not None else None
+    graph = export_model(model.double(), profile=data)
+    write_graph(graph, output)
+    console.print(f"wrote {output}: {len(graph.nodes)} nodes, dt={graph.metadata['dt']} s, "
+                  f"T={graph.metadata['latency_T']}" + (f", profile from {profile_path}" if data else ""))
+
+
+@app.command()
+def run(
+    model: Path = typer.Argument(..., help="NIR graph (.nir): exported by slt-deploy or by another tool."),
+    backend: str = typer.Option("lava-float", help="lava-float | lava-fixed | loihi2 | torch."),
+    latency: Optional[int] = typer.Option(None, "--latency", "-t", help="Time steps per sample (default: T, or the input's steps)."),
+    data: Optional[str] = typer.Option(None, help="Dataset to classify (e.g. digits); or use --input."),
+    split: str = typer.Option("test", help="Split of --data."),
+    samples: Optional[int] = typer.Option(None, help="Use only the first N samples."),
+    encoding: Optional[str] = typer.Option(None, help="Encoding of --data (default: the graph's metadata)."),
+    input_file: Optional[Path] = typer.Option(None, "--input", help="Your own input: .npy of [samples, steps, *input shape]."),
+    output_file: Optional[Path] = typer.Option(None, "--output", help="Write the output node's values [samples, steps, *shape] (.npy)."),
+    dt: Optional[float] = typer.Option(None, help="Simulation step in seconds (required when the graph has no dt)."),
+    input_kind: Optional[str] = typer.Option(None, help="spikes | analog: what the input is (default: metadata, else spikes)."),
+):
+    """Run a NIR graph on Lava (float, fixed point, Loihi 2) or PyTorch: accuracy and per-sample outputs."""
+    import time
+
+    import numpy as np
+
+    from .backends import predictions, simulate
+    from .nirfile import graph_dt, read_graph
+    from .report import rich_table
+
+    graph = read_graph(model)
+    step = graph_dt(graph, dt)
+    meta = graph.metadata or {}
+    labels = None
+    if (data is None) == (input_file is None):
+        raise UserError("give exactly one of --data (a dataset) or --input (an .npy file)")
+    if input_file is not None:
+        from .files import require_file
+
+        try:
+            x = np.load(require_file(input_file, "input file"), allow_pickle=False)
+        except ValueError as exc:
+            raise UserError(f"{input_file} is not a plain .npy array: {exc}") from None
+        if not np.issubdtype(x.dtype, np.number):
+            raise UserError(f"{input_file} holds {x.dtype} values, not numbers")
+        T = int(x.shape[1]) if x.ndim >= 2 else 0
+    else:
+        from .data import evaluation_inputs, load_split
+
+        T = int(meta.get("latency_T", latency or 0))
+        if T < 1:
+            raise UserError("the graph has no latency_T in its metadata: give --latency")
+        from .graph import analyse
+
+        flat = analyse(graph)
+        dataset = load_split(data, split, flat.shapes[flat.input_name])
+        x = evaluation_inputs(dataset, T, encoding or meta.get("encoding") or "rate").transpose(0, 1).numpy()
+        labels = dataset.labels.numpy()
+    if samples is not None:
+        if samples < 1:
+            raise UserError(f"--samples must be >= 1, got {samples}")
+        x = x[:samples]
+        labels = None if labels is None else labels[:samples]
+    t = latency or T
+    if t < 1:
+        raise UserError(f"latency must be >= 1 time step, got {t}")
+    if t > T:
+        raise UserError(f"latency {t} exceeds the maximum latency T={T} of this graph/input")
+    x = x[:, :t]
+    started = time.perf_counter()
+    with _progress() as bar:
+        task = bar.add_task(f"{backend} t={t}", total=len(x))
+        result = simulate(graph, backend, x, dt=step, input_kind=input_kind,
+                          progress=lambda done: bar.update(task, completed=done))
+    seconds = time.perf_counter() - started
+    rows = [("backend", backend), ("samples", len(x)), ("latency t", t), ("dt (s)", step),
+            ("wall time (s)", f"{seconds:.2f}"), ("samples/s", f"{len(x) / seconds:.1f}")]
+    if labels is not None:
+        accuracy = float((predictions(result.outputs, np.full(len(x), t)) == labels).mean())
+        rows.append(("accuracy %", f"{100 * accuracy:.2f}"))
+    out.print(rich_table(("", "value"), rows, f"{model.name}"))
+    if result.quantisation:
+        q_rows = [(r["layer"], r["kind"], _quant_summary(r)) for r in result.quantisation]
+        out.print(rich_table(("layer", "kind", "quantisation"), q_rows, "fixed-point quantisation per layer"))
+    if output_file is not None:
+        from .files import atomic_path
+
+        with atomic_path(output_file) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, result.outputs)
+        console.print(f"wrote {output_file}: outputs {list(result.outputs.shape)}")
+
+
+def _quant_summary(row: dict) -> str:
+    if row["kind"] == "synapses":
+        return (f"8-bit {row['sign']} weights, exp {row['exponent']}: rms error {100 * row['relative_rms_error']:.2f} %, "
+                f"max {row['max_abs_error']:.2g}")
+    return (f"scale 2^{int(round(__import__('math').log2(row['scale'])))}, du {row['du']}, dv {row['dv']}, vth {row['vth']}; "
+            f"decay errors {row['du_error']:.1e}/{row['dv_error']:.1e}, threshold {100 * row['vth_relative']:.2f} %")
+
+
+@app.command()
 def info():
     """Versions of the toolchain, whether Lava imports, whether Loihi 2 is present."""
     from .environment import environment_report

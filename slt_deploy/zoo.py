@@ -208,9 +208,10 @@ class SpikingLayer(nn.Module):
         return _split_time(self.norm(self.synapse(_merge_time(x))), x.shape[0])
 
     def forward(self, x: torch.Tensor, state: dict, record: dict | None, name: str) -> torch.Tensor:
-        spikes, state[name] = self.neuron(self.current(x), state.get(name))
+        key = f"{name}_lif"
+        spikes, state[key] = self.neuron(self.current(x), state.get(key))
         if record is not None:
-            record[name] = spikes
+            record[key] = spikes
         return spikes
 
 
@@ -236,14 +237,14 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, state: dict, record: dict | None, name: str) -> torch.Tensor:
         steps, flat = x.shape[0], _merge_time(x)
-        hidden, state[f"{name}.lif1"] = self.lif1(
-            _split_time(self.bn1(self.conv1(flat)), steps), state.get(f"{name}.lif1")
+        hidden, state[f"{name}_lif1"] = self.lif1(
+            _split_time(self.bn1(self.conv1(flat)), steps), state.get(f"{name}_lif1")
         )
         current = self.bn2(self.conv2(_merge_time(hidden)))
         current = current + (flat if self.shortcut is None else self.shortcut(flat))
-        out, state[f"{name}.lif2"] = self.lif2(_split_time(current, steps), state.get(f"{name}.lif2"))
+        out, state[f"{name}_lif2"] = self.lif2(_split_time(current, steps), state.get(f"{name}_lif2"))
         if record is not None:
-            record[f"{name}.lif1"], record[f"{name}.lif2"] = hidden, out
+            record[f"{name}_lif1"], record[f"{name}_lif2"] = hidden, out
         return out
 
 
@@ -269,7 +270,8 @@ class SpikingNetwork(nn.Module):
 
     ``forward(x)`` takes x [t, B, *input_shape] and returns the readout
     O [t, B, classes] for every step; ``forward(x, record=d)`` also fills d
-    with every LIF layer's spikes [t, B, ...] by layer name. ``state`` (a dict,
+    with every LIF layer's spikes [t, B, ...] by the name of its NIR LIF node
+    (``l<index>_<type>_lif``; ``_lif1``/``_lif2`` inside residual blocks). ``state`` (a dict,
     filled in place) carries membranes across calls, so a sequence can be run
     in pieces."""
 
@@ -282,7 +284,7 @@ class SpikingNetwork(nn.Module):
         for index, spec in enumerate(recipe.layers):
             stage, shape = _build_stage(spec, shape, recipe, index)
             self.stages.append(stage)
-            self.stage_names.append(f"{index}_{spec['type']}")
+            self.stage_names.append(f"l{index}_{spec['type']}")
         if len(shape) != 1:
             raise UserError(
                 f"recipe {recipe.name}: the readout needs a flat input, got shape {shape} "
