@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from .errors import UserError
+from .errors import RunFailure, UserError
 
 app = typer.Typer(
     add_completion=False,
@@ -270,6 +270,9 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as exc:
         print(f"slt-deploy: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except RunFailure as exc:
+        print(f"slt-deploy: failed: {exc}", file=sys.stderr)
+        sys.exit(1)
     except typer.TyperException as exc:  # click's usage errors (bad options, missing arguments)
         message = " ".join(exc.format_message().split())
         if message:  # empty when no command was given: the help was shown

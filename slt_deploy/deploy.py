@@ -215,21 +215,25 @@ class _LinearEvaluator:
 
 
 def _chain(flat: FlatGraph, source: str, target: str) -> list[str] | None:
-    """The linear nodes of the single simple path source -> target, if the
-    path is a chain (no branching), else None."""
-    chain, node = [], target
-    while True:
-        sources = flat.sources(node)
-        if len(sources) != 1:
-            return None
-        node = sources[0]
-        if node == source:
-            return chain[::-1]
-        if flat.kinds[node] in NEURON_TYPES + ("Input",):
-            return None
-        if len(flat.targets(node)) != 1:
-            return None
-        chain.append(node)
+    """The linear nodes from ``source`` to ``target`` when they form one
+    unbranched chain (fan-in at the target itself is fine), else None."""
+    paths = []
+    for first in flat.sources(target):
+        if first == source:
+            paths.append([])
+            continue
+        if flat.kinds[first] in NEURON_TYPES + ("Input",) or source not in _feeding_populations(flat, first):
+            continue
+        chain, node = [], first
+        while node != source:
+            if flat.kinds[node] in NEURON_TYPES + ("Input",):
+                return None
+            if len(flat.sources(node)) != 1 or len(flat.targets(node)) != 1:
+                return None
+            chain.append(node)
+            node = flat.sources(node)[0]
+        paths.append(chain[::-1])
+    return paths[0] if len(paths) == 1 else None
 
 
 def _conv_projection(flat: FlatGraph, source: str, target_shape: tuple, chain: list[str], through: str):
@@ -460,14 +464,18 @@ def plan_deployment(graph, dt: float, input_kind: str | None = None) -> DeployPl
 
 
 def _linear_nodes_between(flat: FlatGraph, source: str, target: str) -> set[str]:
-    upstream = set()
-    stack = [target]
-    while stack:
-        for s in flat.sources(stack.pop()):
-            if flat.kinds[s] not in NEURON_TYPES + ("Input",) and s not in upstream:
-                upstream.add(s)
-                stack.append(s)
-    return {n for n in upstream if flat.kinds[n] != "Identity"}
+    """Linear nodes on some path source -> target."""
+    def walk(start: str, step) -> set[str]:
+        found, stack = set(), [start]
+        while stack:
+            for n in step(stack.pop()):
+                if flat.kinds[n] not in NEURON_TYPES + ("Input",) and n not in found:
+                    found.add(n)
+                    stack.append(n)
+        return found
+
+    between = walk(target, flat.sources) & walk(source, flat.targets)
+    return {n for n in between if flat.kinds[n] not in ("Identity", "Output")}
 
 
 def _assign_depths(plan: DeployPlan) -> None:

@@ -11,3 +11,11 @@ class UserError(Exception):
 
     def __init__(self, message: str):
         super().__init__(" ".join(str(message).split()))
+
+
+class RunFailure(Exception):
+    """A backend run failed or hung (e.g. a Lava process raised or deadlocked);
+    it was stopped and cleaned up. Reported in one line, exit code 1."""
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))

@@ -39,8 +39,9 @@ import numpy as np
 import torch
 
 from ..deploy import DeployPlan, Population, Projection
-from ..errors import UserError
+from ..errors import RunFailure, UserError
 from .compat import import_lava
+from .watchdog import guarded
 
 LAVA_MODES = ("float", "fixed", "loihi2")
 
@@ -101,10 +102,16 @@ class LavaNetwork:
 
     ``mode``: float | fixed | loihi2. ``quantized`` (a
     :class:`~slt_deploy.lava.quantize.QuantizedPlan`) is required for fixed
-    point. ``capacity``: samples per Lava run (the ring buffers' size)."""
+    point. ``capacity``: samples per Lava run (the ring buffers' size).
+    Watchdog: a Lava call may take ``round_trip_seconds``, plus
+    ``startup_seconds`` on the first run (compile and start), plus
+    ``step_seconds`` per time step asked for; beyond that, or as
+    soon as a Lava process dies, everything is stopped and
+    :class:`~slt_deploy.errors.RunFailure` raised."""
 
     def __init__(self, plan: DeployPlan, max_latency: int, mode: str = "float", capacity: int = 16,
-                 record_spikes: bool = True, quantized=None):
+                 record_spikes: bool = True, quantized=None, step_seconds: float = 1.0,
+                 startup_seconds: float = 120.0, round_trip_seconds: float = 30.0):
         if max_latency < 1:
             raise UserError(f"latency must be >= 1 time step, got {max_latency}")
         if mode in ("fixed", "loihi2") and quantized is None:
@@ -121,6 +128,8 @@ class LavaNetwork:
         self.steps_run = 0
         self.started = False
         self.closed = False
+        self.step_seconds, self.startup_seconds = step_seconds, startup_seconds
+        self.round_trip_seconds = round_trip_seconds
         self.host_output = plan.output_population is not None and not plan.populations[plan.output_population].spiking
         self._build()
 
@@ -260,18 +269,16 @@ class LavaNetwork:
 
         data = self._frames(x, latencies)
         if self.started:
-            self.source.data.set(data)
+            self._guarded(lambda: self.source.data.set(data), 0, "input update")
         else:
             self.source.data.init = data
         steps = len(latencies) * self.period
-        try:
-            self.source.run(condition=RunSteps(num_steps=steps), run_cfg=self.run_cfg)
-        except Exception:
-            self.close()
-            raise
+        startup = 0 if self.started else self.startup_seconds
         self.started = True
+        self._guarded(lambda: self.source.run(condition=RunSteps(num_steps=steps), run_cfg=self.run_cfg),
+                      startup + steps * self.step_seconds, f"run of {steps} steps")
         plan = self.plan
-        recorded = self.output_sink.data.get()
+        recorded = self._guarded(self.output_sink.data.get, 0, "read of the output")
         for k, t in enumerate(latencies):
             if self.host_output:
                 current = self._ring_slice(recorded, k, plan.output_depth)
@@ -286,7 +293,7 @@ class LavaNetwork:
             values[t:] = 0
             outputs[k] = values
         for name, sink in self.spike_sinks.items():
-            recorded = sink.data.get()
+            recorded = self._guarded(sink.data.get, 0, f"read of {name}'s spikes")
             depth = plan.populations[name].depth
             shape = plan.populations[name].shape
             for k, t in enumerate(latencies):
@@ -309,11 +316,22 @@ class LavaNetwork:
             values[step] = v
         return values
 
+    def _guarded(self, call, seconds: float, what: str, watch_processes: bool = True):
+        """A Lava call under the watchdog (``seconds`` on top of the round trip)."""
+        if self.closed:
+            raise RunFailure("the Lava network was stopped after an earlier failure")
+        try:
+            return guarded(call, lambda: self.source.runtime, self.round_trip_seconds + seconds, what,
+                           watch_processes)
+        except RunFailure:
+            self.closed = True  # the watchdog already stopped every Lava process
+            raise
+
     def close(self) -> None:
         """Stop the Lava runtime (frees its OS processes and shared memory)."""
         if self.started and not self.closed:
             try:
-                self.source.stop()
+                self._guarded(self.source.stop, 0, "stop", watch_processes=False)
             finally:
                 self.closed = True
         self.closed = True

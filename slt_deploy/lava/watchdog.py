@@ -1,0 +1,124 @@
+"""A watchdog for Lava runs.
+
+Lava's runtime has no hang detection: when a process model raises, the
+runtime joins every OS process, and the others block forever on their
+channels (measured here: a raising Dense model froze ``run()``). Every call
+into a running Lava network therefore goes through :func:`guarded`: the call
+runs in a daemon thread while the caller polls it; if one of Lava's OS
+processes dies, or the call outlives its time limit, every Lava process is
+terminated (then killed), the shared-memory manager is shut down (which
+unlinks all segments), and :class:`~slt_deploy.errors.RunFailure` is raised
+with one line saying what happened.
+
+This reaches into ``Runtime._messaging_infrastructure`` (``actors``, ``smm``):
+lava-nc 0.10.0 is final, and tests pin this behaviour.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from typing import Any, Callable
+
+from ..errors import RunFailure
+
+POLL_SECONDS = 0.05
+
+
+def _infrastructure(runtime):
+    return getattr(runtime, "_messaging_infrastructure", None) if runtime is not None else None
+
+
+def lava_actors(runtime) -> list:
+    infrastructure = _infrastructure(runtime)
+    return list(getattr(infrastructure, "actors", []) or [])
+
+
+def _exitcode(actor):
+    try:
+        return actor.exitcode
+    except ValueError:  # a process object Lava has already closed
+        return 0
+
+
+def _dead_actor(runtime):
+    for actor in lava_actors(runtime):
+        if _exitcode(actor) is not None:
+            return actor
+    return None
+
+
+def force_cleanup(runtime) -> None:
+    """Terminate every Lava OS process and free the shared memory."""
+    actors = lava_actors(runtime)
+    for actor in actors:
+        if _exitcode(actor) is None:
+            actor.terminate()
+    for actor in actors:
+        if _exitcode(actor) is None:
+            multiprocessing.Process.join(actor, 2)
+        if _exitcode(actor) is None:
+            actor.kill()
+            multiprocessing.Process.join(actor, 2)
+    infrastructure = _infrastructure(runtime)
+    smm = getattr(infrastructure, "smm", None)
+    if smm is not None:
+        try:
+            smm.shutdown()
+        except Exception:  # the manager may already be gone
+            pass
+    watchdog = getattr(runtime, "_watchdog_manager", None)
+    if watchdog is not None:
+        try:
+            watchdog.stop()
+        except Exception:
+            pass
+
+
+def _actor_error(actor) -> str:
+    try:
+        failure = actor.exception
+    except Exception:
+        failure = None
+    if failure:
+        error = failure[0]
+        return f"{type(error).__name__}: {error}"
+    return f"exit code {_exitcode(actor)}"
+
+
+def guarded(call: Callable[[], Any], runtime: Callable[[], Any], timeout: float, what: str,
+            watch_processes: bool = True) -> Any:
+    """Run ``call()``; fail fast if a Lava process dies (unless the call is
+    the one that ends them: ``watch_processes=False``); stop everything after
+    ``timeout`` s."""
+    outcome: dict[str, Any] = {}
+
+    def target():
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # re-raised in the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"lava {what}", daemon=True)
+    started = time.monotonic()
+    thread.start()
+    while True:
+        thread.join(POLL_SECONDS)
+        if not thread.is_alive():
+            break
+        actor = _dead_actor(runtime()) if watch_processes else None
+        if actor is not None:
+            message = _actor_error(actor)
+            force_cleanup(runtime())
+            raise RunFailure(f"Lava {what} failed: a Lava process stopped ({message}); all Lava processes were stopped")
+        if time.monotonic() - started > timeout:
+            force_cleanup(runtime())
+            raise RunFailure(
+                f"Lava {what} did not finish within {timeout:.0f} s (hang); all Lava processes were stopped"
+            )
+    if "error" in outcome:
+        error = outcome["error"]
+        force_cleanup(runtime())
+        raise RunFailure(f"Lava {what} failed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+    return outcome.get("value")
