@@ -108,7 +108,7 @@ def evaluate(
     stored = load_checkpoint(checkpoint)
     recipe = recipe_from_dict(stored["recipe"])
     model = model_from_checkpoint(stored, str(checkpoint))
-    T = latency or recipe.train.latency
+    T = recipe.train.latency if latency is None else latency
     if T < 1:
         raise UserError(f"latency must be >= 1 time step, got {T}")
     dataset = load_split(data or recipe.dataset, split, recipe.input_shape)
@@ -187,7 +187,7 @@ def run(
     else:
         from .data import evaluation_inputs, load_split
 
-        T = int(meta.get("latency_T", latency or 0))
+        T = int(meta.get("latency_T", latency or 0))  # foreign graphs: --latency sets T
         if T < 1:
             raise UserError("the graph has no latency_T in its metadata: give --latency")
         from .graph import analyse
@@ -201,7 +201,7 @@ def run(
             raise UserError(f"--samples must be >= 1, got {samples}")
         x = x[:samples]
         labels = None if labels is None else labels[:samples]
-    t = latency or T
+    t = T if latency is None else latency
     if t < 1:
         raise UserError(f"latency must be >= 1 time step, got {t}")
     if t > T:
