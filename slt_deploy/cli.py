@@ -239,6 +239,122 @@ def _quant_summary(row: dict) -> str:
             f"decay errors {row['du_error']:.1e}/{row['dv_error']:.1e}, threshold {100 * row['vth_relative']:.2f} %")
 
 
+def _graph_of(model: Path, nir_out: Optional[Path]):
+    """(graph, where its profile goes) for a .nir file or a checkpoint."""
+    from .nirfile import read_graph
+
+    if model.suffix == ".pt":
+        from .checkpoint import load_checkpoint, model_from_checkpoint
+        from .export import export_model
+        from .files import read_json
+
+        network = model_from_checkpoint(load_checkpoint(model), str(model))
+        profile_path = model.with_suffix(".eval.json")
+        accuracy = read_json(profile_path, "accuracy profile") if profile_path.is_file() else None
+        return export_model(network.double(), profile=accuracy), nir_out or model.with_suffix(".nir")
+    return read_graph(model), nir_out or model
+
+
+def _profile_inputs(graph, data: str, split: str, samples: Optional[int], latency: Optional[int], noises: list):
+    """Encoded evaluation inputs [N, T, ...], labels and noisy variants."""
+    import numpy as np
+
+    from .data import EVAL_SEED, encode, evaluation_inputs, load_split
+    from .graph import analyse
+    from .profiling import noisy_events, noisy_images
+
+    meta = graph.metadata or {}
+    T = int(latency or meta.get("latency_T", 0))
+    if T < 1:
+        raise UserError("the graph has no latency_T in its metadata: give --latency")
+    flat = analyse(graph)
+    dataset = load_split(data, split, flat.shapes[flat.input_name])
+    encoding = meta.get("encoding") or "rate"
+    count = len(dataset) if samples is None else samples
+    if count < 1:
+        raise UserError(f"--samples must be >= 1, got {samples}")
+    x = evaluation_inputs(dataset, T, encoding).transpose(0, 1).numpy()[:count]
+    labels = dataset.labels.numpy()[:count]
+    noisy = {}
+    for noise in noises:
+        if noise.kind == "gaussian":
+            if encoding == "events":
+                raise UserError("gaussian pixel noise applies to static images, not to event data")
+            import torch
+
+            images = noisy_images(dataset.inputs, noise)
+            generator = torch.Generator().manual_seed(EVAL_SEED)
+            noisy[noise.label] = encode(images, T, encoding, generator).transpose(0, 1).numpy()[:count]
+        else:
+            noisy[noise.label] = noisy_events(x, noise)
+    return x, labels, noisy
+
+
+@app.command()
+def profile(
+    model: Path = typer.Argument(..., help="NIR graph (.nir) or checkpoint (.pt)."),
+    data: str = typer.Option("digits", help="Dataset to profile on."),
+    split: str = typer.Option("test", help="Split of --data."),
+    hardware: str = typer.Option("qiao2015", help="Hardware profile: a name in hardware/ or a .toml path."),
+    samples: Optional[int] = typer.Option(None, help="Use only the first N samples."),
+    latency: Optional[int] = typer.Option(None, "--latency", "-T", help="Profile t = 1..T (default: the graph's T)."),
+    noise: list[str] = typer.Option([], help="Input noise to add accuracy for, e.g. gaussian:0.2, dropout:0.3, jitter:1 (repeatable)."),
+    mac_per_step: bool = typer.Option(False, help="Count an analog input layer's MACs at every step (default: once)."),
+    backend: str = typer.Option("torch", help="Backend that produces the spikes: torch | lava-float | lava-fixed."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Profile JSON (default: <model>.profile.json)."),
+    nir_out: Optional[Path] = typer.Option(None, help="NIR file that stores the profile (default: the .nir given, or <ckpt>.nir)."),
+    dt: Optional[float] = typer.Option(None, help="Simulation step in seconds (graphs without dt)."),
+):
+    """Accuracy, SOP, MAC, energy (mJ) and firing rates for every latency t = 1..T."""
+    from .energy import load_profile
+    from .files import write_json
+    from .nirfile import write_graph
+    from .profiling import parse_noise, profile_model, profile_table, store_in_graph
+    from .report import rich_table
+
+    hardware_profile = load_profile(hardware)
+    noises = [parse_noise(text) for text in noise]
+    graph, nir_path = _graph_of(model, nir_out)
+    x, labels, noisy = _profile_inputs(graph, data, split, samples, latency, noises)
+    with _progress() as bar:
+        task = bar.add_task(f"profile on {backend}", total=len(x))
+        result = profile_model(graph, x, labels, hardware_profile, dt=dt, backend=backend,
+                               mac_once=not mac_per_step, noisy_inputs=noisy,
+                               progress=lambda done: bar.update(task, completed=done))
+    result.update({"dataset": data, "split": split, "source": str(model)})
+    header, rows = profile_table(result)
+    out.print(rich_table(header, rows, f"{result['model']} on {hardware_profile.name} "
+                                       f"({hardware_profile.evidence}), {len(x)} samples, {result['counting']}"))
+    json_path = output or model.with_suffix(".profile.json")
+    write_json(json_path, result)
+    store_in_graph(graph, result)
+    write_graph(graph, nir_path)
+    console.print(f"wrote {json_path}; profile stored in {nir_path} (metadata energy_profile_json)")
+
+
+@app.command()
+def report(
+    profiles: list[Path] = typer.Argument(..., help="One or two profile JSON files (from `slt-deploy profile`)."),
+    labels: Optional[str] = typer.Option(None, help="Comma-separated labels (default: model and method)."),
+    output: Path = typer.Option(Path("runs/report"), "--output", "-o", help="Folder for report.md and the PNGs."),
+):
+    """Markdown + PNG report: energy vs latency, accuracy vs energy (Pareto front), SOP per layer."""
+    from .files import read_json
+    from .report import energy_report
+
+    if not 1 <= len(profiles) <= 2:
+        raise UserError("give one profile, or two to compare side by side")
+    loaded = [read_json(p, "profile") for p in profiles]
+    for path, p in zip(profiles, loaded):
+        if not isinstance(p, dict) or "energy_mj" not in p or "accuracy" not in p:
+            raise UserError(f"{path} is not a profile written by `slt-deploy profile`")
+    names = labels.split(",") if labels else [f"{p['model']} {p['method']}".strip() for p in loaded]
+    if len(names) != len(loaded) or len(set(names)) != len(names):
+        names = [f"{name} ({i + 1})" for i, name in enumerate(names)][: len(loaded)]
+    written = energy_report(dict(zip(names, loaded)), output)
+    console.print("wrote " + ", ".join(str(p) for p in written))
+
+
 @app.command()
 def info():
     """Versions of the toolchain, whether Lava imports, whether Loihi 2 is present."""

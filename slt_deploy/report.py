@@ -67,3 +67,118 @@ def rich_table(header: Sequence[str], rows: Sequence[Sequence[object]], title: s
     for row in rows:
         table.add_row(*map(str, row))
     return table
+
+
+def pareto_front(energy: Sequence[float], accuracy: Sequence[float]) -> list[int]:
+    """Indices of the points no other point beats (lower energy and higher accuracy)."""
+    order = sorted(range(len(energy)), key=lambda i: (energy[i], -accuracy[i]))
+    front, best = [], -np.inf
+    for i in order:
+        if accuracy[i] > best:
+            front.append(i)
+            best = accuracy[i]
+    return front
+
+
+def energy_report(profiles: dict[str, dict], folder) -> list:
+    """Markdown + PNGs comparing per-latency profiles (label -> profile dict).
+
+    Writes energy_vs_latency.png, accuracy_vs_energy.png (with each model's
+    Pareto front), sop_per_layer.png, accuracy_under_noise.png (when any
+    profile has noise) and report.md into ``folder``; returns the paths."""
+    from pathlib import Path
+
+    plt = _pyplot()
+    folder = Path(folder)
+    written = []
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, p in profiles.items():
+        mean, std = np.array(p["energy_mj"]["mean"]), np.array(p["energy_mj"]["std"])
+        ax.errorbar(p["latency"], mean, yerr=std, marker="o", capsize=3, label=label)
+    ax.set_xlabel("latency t (time steps)")
+    ax.set_ylabel("energy per inference (mJ)")
+    ax.set_title("energy vs latency")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    written.append(save_figure(fig, folder / "energy_vs_latency.png"))
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, p in profiles.items():
+        energy, accuracy = p["energy_mj"]["mean"], [100 * a for a in p["accuracy"]]
+        line = ax.plot(energy, accuracy, marker="o", linestyle=":", label=label)[0]
+        front = pareto_front(energy, accuracy)
+        ax.plot([energy[i] for i in front], [accuracy[i] for i in front], color=line.get_color(), linewidth=2)
+        for t, e, a in zip(p["latency"], energy, accuracy):
+            ax.annotate(str(t), (e, a), textcoords="offset points", xytext=(3, 3), fontsize=7)
+    ax.set_xlabel("energy per inference (mJ)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("accuracy vs energy (labels: latency t; solid: Pareto front)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    written.append(save_figure(fig, folder / "accuracy_vs_energy.png"))
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.8 / max(1, len(profiles))
+    for k, (label, p) in enumerate(profiles.items()):
+        names = [layer["name"] for layer in p["layers"]]
+        values = [layer["ops_mean_at_T"] for layer in p["layers"]]
+        ax.bar(np.arange(len(names)) + k * width, values, width, label=label)
+    names = [layer["name"] for layer in next(iter(profiles.values()))["layers"]]
+    ax.set_xticks(np.arange(len(names)) + width * (len(profiles) - 1) / 2, names, rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel("operations per inference at T")
+    ax.set_title("SOP (MAC for an analog input layer) per layer")
+    ax.legend()
+    written.append(save_figure(fig, folder / "sop_per_layer.png"))
+
+    if any(p["noise"] for p in profiles.values()):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for label, p in profiles.items():
+            ax.plot(p["latency"], [100 * a for a in p["accuracy"]], marker="o", label=f"{label} (clean)")
+            for noise, values in p["noise"].items():
+                ax.plot(p["latency"], [100 * a for a in values["accuracy"]], marker=".", linestyle="--",
+                        label=f"{label} {noise}")
+        ax.set_xlabel("latency t (time steps)")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title("accuracy under input noise")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        written.append(save_figure(fig, folder / "accuracy_under_noise.png"))
+
+    header = ["t"]
+    for label in profiles:
+        header += [f"{label} acc %", f"{label} SOP", f"{label} mJ"]
+    first = next(iter(profiles.values()))
+    rows = []
+    for i, t in enumerate(first["latency"]):
+        row = [t]
+        for p in profiles.values():
+            if i < len(p["latency"]):
+                row += [f"{100 * p['accuracy'][i]:.2f}", f"{p['sop']['mean'][i]:,.0f}", f"{p['energy_mj']['mean'][i]:.3e}"]
+            else:
+                row += ["", "", ""]
+        rows.append(row)
+    lines = ["# Energy report", ""]
+    for label, p in profiles.items():
+        hw = p["hardware"]
+        lines.append(f"- **{label}**: model {p['model']} ({p['method']} {p['loss']}), {p['samples']} samples, "
+                     f"backend {p['backend']}; hardware {hw['name']} ({hw['evidence']}, {hw['process_node']}): "
+                     f"{hw['source']}. Counting: {p['counting']}.")
+    lines += ["", markdown_table(header, rows)]
+    if len(profiles) == 2:
+        (a_label, a), (b_label, b) = profiles.items()
+        target = b["accuracy"][-1]
+        reach = [i for i, acc in enumerate(a["accuracy"]) if acc >= target]
+        if reach:
+            i = reach[0]
+            lines.append(
+                f"{a_label} reaches {b_label}'s accuracy at T ({100 * target:.2f} %) at t = {a['latency'][i]} with "
+                f"{a['energy_mj']['mean'][i]:.3e} mJ, {100 * a['energy_mj']['mean'][i] / b['energy_mj']['mean'][-1]:.0f} % "
+                f"of {b_label}'s energy at T ({b['energy_mj']['mean'][-1]:.3e} mJ).\n")
+    for name in ("energy_vs_latency", "accuracy_vs_energy", "sop_per_layer", "accuracy_under_noise"):
+        if (folder / f"{name}.png") in written:
+            lines.append(f"![{name}]({name}.png)\n")
+    from .files import write_text
+
+    written.append(write_text(folder / "report.md", "\n".join(lines)))
+    return written
