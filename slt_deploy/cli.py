@@ -355,6 +355,134 @@ def report(
     console.print("wrote " + ", ".join(str(p) for p in written))
 
 
+def _stream(graph, data: str, split: str, samples: Optional[int]):
+    """Encoded inputs [N, T, ...] and labels of a split, for the graph's input."""
+    from .data import evaluation_inputs, load_split
+    from .graph import analyse
+
+    meta = graph.metadata or {}
+    flat = analyse(graph)
+    dataset = load_split(data, split, flat.shapes[flat.input_name])
+    T = int(meta.get("latency_T", 0))
+    x = evaluation_inputs(dataset, T, meta.get("encoding") or "rate").transpose(0, 1).numpy()
+    labels = dataset.labels.numpy()
+    if samples is not None:
+        if samples < 1:
+            raise UserError(f"--samples must be >= 1, got {samples}")
+        x, labels = x[:samples], labels[:samples]
+    return x, labels
+
+
+@app.command()
+def control(
+    model: Path = typer.Argument(..., help="NIR graph with an energy profile (run `slt-deploy profile` first)."),
+    policy: str = typer.Option("adaptive", help="fixed | static | adaptive | anytime."),
+    battery_mj: Optional[float] = typer.Option(None, help="Total battery for the mission (mJ)."),
+    inferences: Optional[int] = typer.Option(None, help="Horizon: number of inferences the battery must last."),
+    duration_s: Optional[float] = typer.Option(None, help="Horizon as a duration (s), with --rate-hz."),
+    rate_hz: Optional[float] = typer.Option(None, help="Inferences per second (with --duration-s or --power-mw)."),
+    per_inference_mj: Optional[float] = typer.Option(None, help="Hard cap per inference (mJ)."),
+    power_mw: Optional[float] = typer.Option(None, help="Power cap (mW) at --rate-hz: a cap of power/rate per inference."),
+    scenario: Optional[Path] = typer.Option(None, help="Scenario TOML ([budget], optional [policy]); see hardware/*.scenario.toml."),
+    latency: Optional[int] = typer.Option(None, "--latency", "-t", help="Latency of the fixed policy (default T)."),
+    measure: str = typer.Option("entropy", help="anytime: entropy | max_softmax | margin."),
+    backend: str = typer.Option("torch", help="torch (what-if studies) | lava-float | lava-fixed (the deployed network)."),
+    data: str = typer.Option("digits", help="Dataset of the stream; thresholds use its calibration split."),
+    split: str = typer.Option("test", help="Split that forms the stream."),
+    samples: Optional[int] = typer.Option(None, help="Use only the first N samples of the stream."),
+    evaluate: bool = typer.Option(False, help="Judge every policy under budgets from E(t=1) to E(t=T) (torch)."),
+    budgets: int = typer.Option(8, help="Number of budget levels for --evaluate."),
+    output: Path = typer.Option(Path("runs/control"), "--output", "-o", help="Folder for the JSON, tables and PNGs."),
+):
+    """Run inferences on an energy budget, choosing each one's latency (or judge the policies)."""
+    import numpy as np
+
+    from .files import write_json, write_text
+    from .nirfile import read_graph
+    from .report import controller_evaluation_plot, controller_table, markdown_table, mission_timeline, rich_table
+    from .runtime import (MEASURES, Budget, Controller, EnergyProfile, LavaEngine, ThresholdCalibration,
+                          TorchEngine, confidence, make_policy, run_mission, running_means)
+    from .runtime_eval import sweep
+
+    if backend not in ("torch", "lava-float", "lava-fixed"):
+        raise UserError(f"unknown backend '{backend}': choose torch, lava-float or lava-fixed")
+    if measure not in MEASURES:
+        raise UserError(f"unknown confidence measure '{measure}': choose one of {', '.join(MEASURES)}")
+    graph = read_graph(model)
+    profile = EnergyProfile.from_graph(graph)
+    engine = TorchEngine(graph, profile)
+    calibration_x, _ = _stream(graph, data, "calibration", None)
+    outputs, energy = engine.run_batch(calibration_x)
+    calibration = {m: ThresholdCalibration.measure(confidence(running_means(outputs), m), energy) for m in MEASURES}
+    x, labels = _stream(graph, data, split, samples)
+
+    if evaluate:
+        with _progress() as bar:
+            task = bar.add_task("judging policies", total=None)
+            test_outputs, test_energy = engine.run_batch(x)
+            result = sweep(profile, test_outputs, test_energy, labels, calibration, budgets=max(2, budgets),
+                           measures=MEASURES)
+            bar.update(task, completed=1, total=1)
+        header, rows = controller_table(result, ["adaptive", f"anytime-{measure}"])
+        out.print(rich_table(header, rows, f"{len(x)} inferences, battery = inferences x budget + one worst-case step"))
+        header, rows = controller_table(result)
+        write_json(output / "evaluation.json", result)
+        write_text(output / "evaluation.md", "# Runtime controller evaluation\n\n" + markdown_table(header, rows))
+        controller_evaluation_plot(result, output / "evaluation.png")
+        middle = result["rows"][len(result["rows"]) // 2]
+        budget = Budget(battery_mj=middle["battery_mj"], inferences=len(x))
+        from .runtime import PrecomputedEngine
+
+        mission = run_mission(Controller(PrecomputedEngine(test_outputs, test_energy), profile, budget,
+                                         make_policy("anytime", profile, measure=measure,
+                                                     calibration=calibration[measure])), range(len(x)))
+        mission_timeline([d.to_dict() for d in mission.decisions], labels, budget.battery_mj,
+                         output / "timeline.png", f"anytime ({measure}), {middle['budget_per_inference_mj']:.2e} mJ per inference")
+        console.print(f"wrote {output}/evaluation.json, evaluation.md, evaluation.png, timeline.png")
+        return
+
+    scenario_policy = {}
+    if scenario is not None:
+        budget, scenario_policy = Budget.from_scenario(scenario)
+    else:
+        budget = Budget.from_options(battery_mj, inferences, duration_s, rate_hz, per_inference_mj, power_mw)
+    name = scenario_policy.get("name", policy)
+    chosen = make_policy(name, profile, latency=scenario_policy.get("latency", latency),
+                         measure=scenario_policy.get("measure", measure),
+                         calibration=calibration[scenario_policy.get("measure", measure)])
+    horizon = budget.inferences or len(x)
+    stream = [x[k % len(x)] for k in range(horizon)]
+    stream_labels = np.array([labels[k % len(x)] for k in range(horizon)])
+    if backend == "torch":
+        controller = Controller(engine, profile, budget, chosen)
+        mission = _run_with_progress(controller, stream, run_mission)
+    else:
+        with LavaEngine(graph, profile, mode=backend.removeprefix("lava-")) as lava_engine:
+            controller = Controller(lava_engine, profile, budget, chosen)
+            mission = _run_with_progress(controller, stream, run_mission)
+    summary = mission.summary(stream_labels)
+    rows = [(k, f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in summary.items() if k != "policy"]
+    out.print(rich_table(("", "value"), rows, f"{name} policy on {backend}, {horizon} inferences"))
+    if mission.battery_spent:
+        console.print(f"battery spent: {mission.battery_spent}")
+    decisions = [d.to_dict() for d in mission.decisions]
+    write_json(output / "mission.json", {"summary": summary, "budget": budget.__dict__, "decisions": decisions})
+    mission_timeline(decisions, stream_labels, budget.battery_mj, output / "timeline.png", f"{name} policy")
+    console.print(f"wrote {output}/mission.json and timeline.png")
+
+
+def _run_with_progress(controller, stream, run_mission):
+    with _progress() as bar:
+        task = bar.add_task("mission", total=len(stream))
+
+        def samples():
+            for k, sample in enumerate(stream):
+                bar.update(task, completed=k)
+                yield sample
+
+        return run_mission(controller, samples())
+
+
 @app.command()
 def info():
     """Versions of the toolchain, whether Lava imports, whether Loihi 2 is present."""

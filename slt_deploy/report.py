@@ -182,3 +182,73 @@ def energy_report(profiles: dict[str, dict], folder) -> list:
 
     written.append(write_text(folder / "report.md", "\n".join(lines)))
     return written
+
+
+def mission_timeline(decisions: list[dict], labels, battery_mj: float | None, path, title: str = "", window: int = 20):
+    """One mission: latency chosen, energy left (mJ) and rolling accuracy per inference."""
+    plt = _pyplot()
+    index = [d["index"] for d in decisions]
+    fig, axes = plt.subplots(3, 1, figsize=(7, 6), sharex=True)
+    axes[0].plot(index, [d["latency"] for d in decisions], ".", markersize=3)
+    axes[0].set_ylabel("latency t")
+    left = [d["remaining_mj"] for d in decisions] if battery_mj else np.cumsum([d["energy_mj"] for d in decisions])
+    axes[1].plot(index, left)
+    axes[1].set_ylabel("energy left (mJ)" if battery_mj else "energy spent (mJ)")
+    correct = np.array([d["prediction"] == labels[d["index"]] for d in decisions], dtype=float)
+    rolling = np.convolve(correct, np.ones(window) / window, mode="valid") if len(correct) >= window else correct
+    axes[2].plot(index[len(index) - len(rolling):], 100 * rolling)
+    axes[2].set_ylabel(f"accuracy % (last {window})")
+    axes[2].set_xlabel("inference")
+    axes[0].set_title(title)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+def controller_evaluation_plot(result: dict, path):
+    """Accuracy against mean energy per inference: profile hull, per-input
+    oracle, and every policy at every budget."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    stream = result["stream"]
+    energy = np.array(stream["energy_mj"])
+    ax.plot(energy, 100 * np.array(stream["accuracy"]), "k:", marker="x", label="fixed t (profile)")
+    rows = result["rows"]
+    budgets = [row["budget_per_inference_mj"] for row in rows]
+    ax.plot(budgets, [100 * row["oracle"]["lp_accuracy"] for row in rows], "k--", label="per-input oracle (bound)")
+    for name in rows[0]["policies"]:
+        ax.plot([row["policies"][name]["mean_energy_mj"] for row in rows],
+                [100 * row["policies"][name]["accuracy_over_horizon"] for row in rows], marker="o", label=name)
+    ax.set_xlabel("mean energy per inference (mJ)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("runtime controller: accuracy vs energy on the test stream")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return save_figure(fig, path)
+
+
+def controller_table(result: dict, only: list[str] | None = None) -> tuple[list[str], list[list[str]]]:
+    """The evaluation as a table; ``only`` limits the policy columns."""
+    names = [n for n in result["rows"][0]["policies"] if only is None or n in only]
+    header = ["budget mJ/inf", "best fixed t (acc %)", "oracle %"]
+    for name in names:
+        header += [f"{name} acc %", f"{name} use %", f"{name} / hull"]
+    header += ["gap closed", "entropy thr. %", "margin thr. %", "violations"]
+    rows = []
+    for row in result["rows"]:
+        line = [f"{row['budget_per_inference_mj']:.3e}",
+                f"{row['best_fixed']['latency']} ({100 * row['best_fixed']['accuracy']:.2f})",
+                f"{100 * row['oracle']['lp_accuracy']:.2f}"]
+        anytime = None
+        for name in names:
+            p = row["policies"][name]
+            ratio = p["accuracy_over_horizon"] / p["hull_accuracy"] if p["hull_accuracy"] == p["hull_accuracy"] else float("nan")
+            line += [f"{100 * p['accuracy_over_horizon']:.2f}", f"{100 * p['utilisation']:.1f}", f"{ratio:.3f}"]
+            if name.startswith("anytime") and anytime is None:
+                anytime = p
+        line += [f"{anytime['gap_closed']:.2f}" if anytime else "",
+                 f"{100 * anytime['baselines']['entropy']['accuracy']:.2f}" if anytime else "",
+                 f"{100 * anytime['baselines']['margin']['accuracy']:.2f}" if anytime else "",
+                 str(sum(p["violations"] for p in row["policies"].values()))]
+        rows.append(line)
+    return header, rows
