@@ -255,41 +255,6 @@ def _graph_of(model: Path, nir_out: Optional[Path]):
     return read_graph(model), nir_out or model
 
 
-def _profile_inputs(graph, data: str, split: str, samples: Optional[int], latency: Optional[int], noises: list):
-    """Encoded evaluation inputs [N, T, ...], labels and noisy variants."""
-    import numpy as np
-
-    from .data import EVAL_SEED, encode, evaluation_inputs, load_split
-    from .graph import analyse
-    from .profiling import noisy_events, noisy_images
-
-    meta = graph.metadata or {}
-    T = int(latency or meta.get("latency_T", 0))
-    if T < 1:
-        raise UserError("the graph has no latency_T in its metadata: give --latency")
-    flat = analyse(graph)
-    dataset = load_split(data, split, flat.shapes[flat.input_name])
-    encoding = meta.get("encoding") or "rate"
-    count = len(dataset) if samples is None else samples
-    if count < 1:
-        raise UserError(f"--samples must be >= 1, got {samples}")
-    x = evaluation_inputs(dataset, T, encoding).transpose(0, 1).numpy()[:count]
-    labels = dataset.labels.numpy()[:count]
-    noisy = {}
-    for noise in noises:
-        if noise.kind == "gaussian":
-            if encoding == "events":
-                raise UserError("gaussian pixel noise applies to static images, not to event data")
-            import torch
-
-            images = noisy_images(dataset.inputs, noise)
-            generator = torch.Generator().manual_seed(EVAL_SEED)
-            noisy[noise.label] = encode(images, T, encoding, generator).transpose(0, 1).numpy()[:count]
-        else:
-            noisy[noise.label] = noisy_events(x, noise)
-    return x, labels, noisy
-
-
 @app.command()
 def profile(
     model: Path = typer.Argument(..., help="NIR graph (.nir) or checkpoint (.pt)."),
@@ -309,13 +274,15 @@ def profile(
     from .energy import load_profile
     from .files import write_json
     from .nirfile import write_graph
-    from .profiling import parse_noise, profile_model, profile_table, store_in_graph
+    from .profiling import (graph_stream, noisy_streams, parse_noise, profile_model, profile_table,
+                            store_in_graph)
     from .report import rich_table
 
     hardware_profile = load_profile(hardware)
     noises = [parse_noise(text) for text in noise]
     graph, nir_path = _graph_of(model, nir_out)
-    x, labels, noisy = _profile_inputs(graph, data, split, samples, latency, noises)
+    x, labels, dataset, encoding = graph_stream(graph, data, split, samples, latency)
+    noisy = noisy_streams(dataset, x, encoding, noises)
     with _progress() as bar:
         task = bar.add_task(f"profile on {backend}", total=len(x))
         result = profile_model(graph, x, labels, hardware_profile, dt=dt, backend=backend,
@@ -355,24 +322,6 @@ def report(
     console.print("wrote " + ", ".join(str(p) for p in written))
 
 
-def _stream(graph, data: str, split: str, samples: Optional[int]):
-    """Encoded inputs [N, T, ...] and labels of a split, for the graph's input."""
-    from .data import evaluation_inputs, load_split
-    from .graph import analyse
-
-    meta = graph.metadata or {}
-    flat = analyse(graph)
-    dataset = load_split(data, split, flat.shapes[flat.input_name])
-    T = int(meta.get("latency_T", 0))
-    x = evaluation_inputs(dataset, T, meta.get("encoding") or "rate").transpose(0, 1).numpy()
-    labels = dataset.labels.numpy()
-    if samples is not None:
-        if samples < 1:
-            raise UserError(f"--samples must be >= 1, got {samples}")
-        x, labels = x[:samples], labels[:samples]
-    return x, labels
-
-
 @app.command()
 def control(
     model: Path = typer.Argument(..., help="NIR graph with an energy profile (run `slt-deploy profile` first)."),
@@ -397,12 +346,12 @@ def control(
     """Run inferences on an energy budget, choosing each one's latency (or judge the policies)."""
     import numpy as np
 
-    from .files import write_json, write_text
+    from .files import write_json
     from .nirfile import read_graph
-    from .report import controller_evaluation_plot, controller_table, markdown_table, mission_timeline, rich_table
-    from .runtime import (MEASURES, Budget, Controller, EnergyProfile, LavaEngine, ThresholdCalibration,
-                          TorchEngine, confidence, make_policy, run_mission, running_means)
-    from .runtime_eval import sweep
+    from .profiling import graph_stream
+    from .report import controller_table, mission_timeline, rich_table
+    from .runtime import MEASURES, Budget, Controller, EnergyProfile, LavaEngine, TorchEngine, make_policy, run_mission
+    from .runtime_eval import calibrate
 
     if backend not in ("torch", "lava-float", "lava-fixed"):
         raise UserError(f"unknown backend '{backend}': choose torch, lava-float or lava-fixed")
@@ -410,34 +359,16 @@ def control(
         raise UserError(f"unknown confidence measure '{measure}': choose one of {', '.join(MEASURES)}")
     graph = read_graph(model)
     profile = EnergyProfile.from_graph(graph)
-    engine = TorchEngine(graph, profile)
-    calibration_x, _ = _stream(graph, data, "calibration", None)
-    outputs, energy = engine.run_batch(calibration_x)
-    calibration = {m: ThresholdCalibration.measure(confidence(running_means(outputs), m), energy) for m in MEASURES}
-    x, labels = _stream(graph, data, split, samples)
-
     if evaluate:
+        from .runtime_eval import judge
+
         with _progress() as bar:
             task = bar.add_task("judging policies", total=None)
-            test_outputs, test_energy = engine.run_batch(x)
-            result = sweep(profile, test_outputs, test_energy, labels, calibration, budgets=max(2, budgets),
-                           measures=MEASURES)
+            result = judge(graph, output, data, split, samples, budgets, measure)
             bar.update(task, completed=1, total=1)
         header, rows = controller_table(result, ["adaptive", f"anytime-{measure}"])
-        out.print(rich_table(header, rows, f"{len(x)} inferences, battery = inferences x budget + one worst-case step"))
-        header, rows = controller_table(result)
-        write_json(output / "evaluation.json", result)
-        write_text(output / "evaluation.md", "# Runtime controller evaluation\n\n" + markdown_table(header, rows))
-        controller_evaluation_plot(result, output / "evaluation.png")
-        middle = result["rows"][len(result["rows"]) // 2]
-        budget = Budget(battery_mj=middle["battery_mj"], inferences=len(x))
-        from .runtime import PrecomputedEngine
-
-        mission = run_mission(Controller(PrecomputedEngine(test_outputs, test_energy), profile, budget,
-                                         make_policy("anytime", profile, measure=measure,
-                                                     calibration=calibration[measure])), range(len(x)))
-        mission_timeline([d.to_dict() for d in mission.decisions], labels, budget.battery_mj,
-                         output / "timeline.png", f"anytime ({measure}), {middle['budget_per_inference_mj']:.2e} mJ per inference")
+        out.print(rich_table(header, rows, f"{result['stream']['samples']} inferences, "
+                                           "battery = inferences x budget + one worst-case step"))
         console.print(f"wrote {output}/evaluation.json, evaluation.md, evaluation.png, timeline.png")
         return
 
@@ -447,9 +378,12 @@ def control(
     else:
         budget = Budget.from_options(battery_mj, inferences, duration_s, rate_hz, per_inference_mj, power_mw)
     name = scenario_policy.get("name", policy)
-    chosen = make_policy(name, profile, latency=scenario_policy.get("latency", latency),
-                         measure=scenario_policy.get("measure", measure),
-                         calibration=calibration[scenario_policy.get("measure", measure)])
+    measure = scenario_policy.get("measure", measure)
+    engine = TorchEngine(graph, profile)
+    calibration = calibrate(engine, graph_stream(graph, data, "calibration")[0])
+    chosen = make_policy(name, profile, latency=scenario_policy.get("latency", latency), measure=measure,
+                         calibration=calibration.get(measure))
+    x, labels = graph_stream(graph, data, split, samples)[:2]
     horizon = budget.inferences or len(x)
     stream = [x[k % len(x)] for k in range(horizon)]
     stream_labels = np.array([labels[k % len(x)] for k in range(horizon)])
@@ -500,10 +434,13 @@ def demo(
     losses: str = typer.Option("tet,sdt", help="Comma-separated losses to compare."),
     output: Path = typer.Option(Path("runs/demo"), "--output", "-o", help="Folder for checkpoints and reports."),
 ):
-    """The main job: SLT vs fixed-latency training on rate-encoded digits, accuracy per latency side by side."""
-    from .demo import run_demo
+    """The main job: SLT vs fixed-latency training on rate-encoded digits, then NIR, Lava, energy and the controller."""
+    from .demo import deploy_stage, run_demo
 
-    run_demo(model, seeds, epochs, [s.strip() for s in losses.split(",") if s.strip()], output, console, out, _progress)
+    chosen = [s.strip() for s in losses.split(",") if s.strip()]
+    run_demo(model, seeds, epochs, chosen, output, console, out, _progress)
+    if "tet" in chosen:
+        deploy_stage(model, output, console, out, _progress)
 
 
 def main(argv: list[str] | None = None) -> None:

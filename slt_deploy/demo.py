@@ -1,11 +1,16 @@
-"""The main job (``make demo``): SLT against fixed-latency training.
+"""The main job (``make demo``): the whole pipeline on the default data.
 
-For each loss (TET, SDT) and seed, the same recipe is trained twice -- with
-SLT (t ~ U{1..T} per batch) and with the fixed maximum latency T -- and both
-are evaluated at every latency t = 1..T on the test split. The accuracies,
-averaged over seeds, are printed side by side and written to
-``<output>/summary.{json,md,png}``. Checkpoints that are already complete
-with the same settings are reused; interrupted ones are resumed.
+1. Training: for each loss (TET, SDT) and seed, the same recipe is trained
+   twice -- with SLT (t ~ U{1..T} per batch) and with the fixed maximum
+   latency T -- and both are evaluated at every latency t = 1..T on the test
+   split. The accuracies, averaged over seeds, are printed side by side and
+   written to ``<output>/summary.{json,md,png}``. Checkpoints that are
+   already complete with the same settings are reused; interrupted ones are
+   resumed.
+2. Deployment (:func:`deploy_stage`): the seed-0 SLT-TET and TET models go
+   to NIR, run on Lava (float, compared with PyTorch; fixed point), get an
+   energy profile and a side-by-side report, and the SLT model drives the
+   runtime controller under a range of energy budgets.
 """
 
 from __future__ import annotations
@@ -102,4 +107,86 @@ def run_demo(model: str, seeds: int, epochs: int | None, losses: list[str], outp
     write_text(output / "summary.md", f"# {title}\n\n" + markdown_table(header, rows))
     plot_accuracy_per_latency(mean, output / "summary.png", title=f"{model}, {seeds} seed(s)", spreads=std)
     console.print(f"wrote {output / 'summary.json'}, {output / 'summary.md'}, {output / 'summary.png'}")
+    return summary
+
+
+def deploy_stage(model: str, output: Path, console, out, progress_factory) -> dict:
+    """The rest of the pipeline on the seed-0 SLT-TET and TET models: NIR
+    export, Lava float against PyTorch, Lava fixed point, energy profiles
+    (77 fJ/SOP) with noise, a side-by-side report, and the runtime controller
+    judged against the profile hull and the per-input oracle."""
+    from .backends import predictions, simulate
+    from .energy import count_operations, load_profile
+    from .export import export_model
+    from .nirfile import write_graph
+    from .profiling import graph_stream, noisy_streams, parse_noise, profile_model, store_in_graph
+    from .deploy import plan_deployment
+    from .report import energy_report
+    from .runtime_eval import judge
+
+    hardware = load_profile("qiao2015")
+    noises = [parse_noise(text) for text in ("gaussian:0.2", "dropout:0.3", "jitter:1")]
+    summary: dict = {"graphs": {}}
+    profiles = {}
+    for label, method in (("SLT-TET", "slt"), ("TET", "fixed")):
+        checkpoint = output / f"{model}-{method}-tet-s0.pt"
+        network = model_from_checkpoint(load_checkpoint(checkpoint), str(checkpoint))
+        test = load_split(network.recipe.dataset, "test", network.recipe.input_shape)
+        accuracy = latency_profile(network, test, network.recipe.train.latency, network.recipe.encoding,
+                                   method, "tet").to_dict()
+        graph = export_model(network, profile=accuracy)
+        x, labels, dataset, encoding = graph_stream(graph, network.recipe.dataset, "test")
+        with progress_factory() as bar:
+            bar.add_task(f"{label}: energy profile", total=None)
+            profile = profile_model(graph, x, labels, hardware, noisy_inputs=noisy_streams(dataset, x, encoding, noises))
+        store_in_graph(graph, profile)
+        path = write_graph(graph, output / f"{label}.nir")
+        profiles[label] = profile
+        summary["graphs"][label] = str(path)
+        if label != "SLT-TET":
+            continue
+        # Lava float against PyTorch: spikes and outputs, mixed latencies per sample
+        latencies = np.resize([8, 1, 3, 6, 2, 5, 4, 7], 48)
+        with progress_factory() as bar:
+            bar.add_task("Lava float vs PyTorch (48 samples)", total=None)
+            lava = simulate(graph, "lava-float", x[:48], latencies=latencies, record_spikes=True)
+            reference = simulate(graph, "torch", x[:48], latencies=latencies, record_spikes=True)
+        same_spikes = all(np.array_equal(lava.spikes[k], reference.spikes[k]) for k in lava.spikes)
+        difference = float(np.abs(lava.outputs - reference.outputs).max())
+        plan = plan_deployment(graph, graph.metadata["dt"])
+        sop_lava = count_operations(plan, x[:48], lava.spikes, latencies).total("sop")
+        sop_torch = count_operations(plan, x[:48], {k: v for k, v in reference.spikes.items()}, latencies).total("sop")
+        with progress_factory() as bar:
+            bar.add_task("Lava fixed point (test split)", total=None)
+            fixed = simulate(graph, "lava-fixed", x, capacity=60)
+        full = np.full(len(labels), x.shape[1])
+        summary["lava"] = {
+            "float_identical_spikes": same_spikes, "float_max_output_difference": difference,
+            "float_sop_equal_to_pytorch": bool(np.array_equal(sop_lava, sop_torch)),
+            "fixed_accuracy": float((predictions(fixed.outputs, full) == labels).mean()),
+            "float_accuracy": float(profile["accuracy"][-1]),
+        }
+        out.print(f"Lava float vs PyTorch on 48 samples with latencies 1..8: identical spikes in every layer: "
+                  f"{same_spikes}; max |output difference| {difference:.1e}; SOP counts equal: "
+                  f"{summary['lava']['float_sop_equal_to_pytorch']}")
+        out.print(f"Lava fixed point (8-bit weights, 24-bit state): accuracy {100 * summary['lava']['fixed_accuracy']:.2f} % "
+                  f"vs float {100 * summary['lava']['float_accuracy']:.2f} % at T")
+    energy_report(profiles, output / "report")
+    for label, p in profiles.items():
+        out.print(f"{label}: accuracy {100 * p['accuracy'][0]:.2f} % / {100 * p['accuracy'][-1]:.2f} % at t = 1 / T, "
+                  f"{p['energy_mj']['mean'][0]:.2e} / {p['energy_mj']['mean'][-1]:.2e} mJ per inference (77 fJ/SOP)")
+    with progress_factory() as bar:
+        bar.add_task("runtime controller: policies vs hull and oracle", total=None)
+        from .nirfile import read_graph
+
+        result = judge(read_graph(output / "SLT-TET.nir"), output / "control")
+    middle = result["rows"][len(result["rows"]) // 2]
+    anytime = middle["policies"]["anytime-entropy"]
+    out.print(f"controller at {middle['budget_per_inference_mj']:.2e} mJ per inference: best fixed t = "
+              f"{middle['best_fixed']['latency']} {100 * middle['best_fixed']['accuracy']:.2f} %, adaptive "
+              f"{100 * middle['policies']['adaptive']['accuracy_over_horizon']:.2f} %, anytime "
+              f"{100 * anytime['accuracy_over_horizon']:.2f} %, oracle bound {100 * middle['oracle']['lp_accuracy']:.2f} %; "
+              f"violations {sum(p['violations'] for row in result['rows'] for p in row['policies'].values())}")
+    summary["controller"] = str(output / "control" / "evaluation.md")
+    console.print(f"wrote {output}/report/ and {output}/control/")
     return summary

@@ -78,6 +78,43 @@ def noisy_events(frames: np.ndarray, noise: Noise) -> np.ndarray:
     return out
 
 
+def graph_stream(graph, data: str, split: str, samples: int | None = None, latency: int | None = None):
+    """Evaluation inputs for a deployed graph: (x [N, T, *input shape], labels [N],
+    the split, its encoding). T is ``latency`` or the graph's ``latency_T``."""
+    from .data import evaluation_inputs, load_split
+    from .graph import analyse
+
+    meta = graph.metadata or {}
+    T = int(latency or meta.get("latency_T", 0))
+    if T < 1:
+        raise UserError("the graph has no latency_T in its metadata: give --latency")
+    flat = analyse(graph)
+    dataset = load_split(data, split, flat.shapes[flat.input_name])
+    encoding = meta.get("encoding") or "rate"
+    count = len(dataset) if samples is None else samples
+    if count < 1:
+        raise UserError(f"--samples must be >= 1, got {samples}")
+    x = evaluation_inputs(dataset, T, encoding).transpose(0, 1).numpy()[:count]
+    return x, dataset.labels.numpy()[:count], dataset, encoding
+
+
+def noisy_streams(dataset, x: np.ndarray, encoding: str, noises: list[Noise]) -> dict[str, np.ndarray]:
+    """The evaluation inputs under each noise (same samples, same seeds)."""
+    from .data import EVAL_SEED, encode
+
+    noisy = {}
+    for noise in noises:
+        if noise.kind == "gaussian":
+            if encoding == "events":
+                raise UserError("gaussian pixel noise applies to static images, not to event data")
+            generator = torch.Generator().manual_seed(EVAL_SEED)
+            frames = encode(noisy_images(dataset.inputs, noise), x.shape[1], encoding, generator)
+            noisy[noise.label] = frames.transpose(0, 1).numpy()[: len(x)]
+        else:
+            noisy[noise.label] = noisy_events(x, noise)
+    return noisy
+
+
 def _accuracy_per_latency(outputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     flat = outputs.reshape(outputs.shape[0], outputs.shape[1], -1)
     running = np.cumsum(flat, axis=1) / np.arange(1, flat.shape[1] + 1)[None, :, None]

@@ -574,6 +574,8 @@ def make_policy(name: str, profile: EnergyProfile, latency: int | None = None, m
     if name == "adaptive":
         return AdaptivePolicy()
     if name == "anytime":
+        if measure not in MEASURES:
+            raise UserError(f"unknown confidence measure '{measure}': choose one of {', '.join(MEASURES)}")
         if calibration is None:
             raise ValueError("the anytime policy needs a threshold calibration")
         return AnytimePolicy(measure, calibration)

@@ -159,3 +159,44 @@ def sweep(profile: EnergyProfile, outputs: np.ndarray, step_energy: np.ndarray, 
         rows.append(row)
     return {"stream": {"samples": n, "energy_mj": stream_energy, "accuracy": stream_accuracy},
             "worst_step_mj": profile.worst_step_mj, "rows": rows}
+
+
+def calibrate(engine, calibration_inputs: np.ndarray) -> dict[str, ThresholdCalibration]:
+    """Threshold-to-energy mappings of every confidence measure on the calibration split."""
+    from .runtime import MEASURES
+
+    outputs, energy = engine.run_batch(calibration_inputs)
+    means = running_means(outputs)
+    return {m: ThresholdCalibration.measure(confidence(means, m), energy) for m in MEASURES}
+
+
+def judge(graph, output, data: str = "digits", split: str = "test", samples: int | None = None,
+          budgets: int = 8, measure: str = "entropy") -> dict:
+    """Every policy under budgets from E(t=1) to E(t=T) on the stream, on the
+    PyTorch backend; writes evaluation.{json,md,png} and a mission timeline
+    (the anytime policy at the middle budget) into ``output``."""
+    from pathlib import Path
+
+    from .files import write_json, write_text
+    from .profiling import graph_stream
+    from .report import controller_evaluation_plot, controller_table, markdown_table, mission_timeline
+    from .runtime import MEASURES, TorchEngine
+
+    output = Path(output)
+    profile = EnergyProfile.from_graph(graph)
+    engine = TorchEngine(graph, profile)
+    calibration = calibrate(engine, graph_stream(graph, data, "calibration")[0])
+    x, labels = graph_stream(graph, data, split, samples)[:2]
+    outputs, energy = engine.run_batch(x)
+    result = sweep(profile, outputs, energy, labels, calibration, budgets=max(2, budgets), measures=MEASURES)
+    header, rows = controller_table(result)
+    write_json(output / "evaluation.json", result)
+    write_text(output / "evaluation.md", "# Runtime controller evaluation\n\n" + markdown_table(header, rows))
+    controller_evaluation_plot(result, output / "evaluation.png")
+    middle = result["rows"][len(result["rows"]) // 2]
+    budget = Budget(battery_mj=middle["battery_mj"], inferences=len(x))
+    policy = make_policy("anytime", profile, measure=measure, calibration=calibration[measure])
+    mission = run_mission(Controller(PrecomputedEngine(outputs, energy), profile, budget, policy), range(len(x)))
+    mission_timeline([d.to_dict() for d in mission.decisions], labels, budget.battery_mj, output / "timeline.png",
+                     f"anytime ({measure}), {middle['budget_per_inference_mj']:.2e} mJ per inference")
+    return result
