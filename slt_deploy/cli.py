@@ -60,10 +60,19 @@ def train(
     encoding: Optional[str] = typer.Option(None, help="direct | rate | events (default: the recipe's)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Checkpoint path (.pt)."),
     resume: Optional[Path] = typer.Option(None, help="Continue the run saved in this checkpoint, bit for bit."),
+    nproc: int = typer.Option(1, help="Data-parallel processes on this machine (CPU, gloo); under torchrun, leave 1."),
+    device: str = typer.Option("cpu", help="cpu, or cuda (each torchrun rank takes cuda:LOCAL_RANK)."),
 ):
     """Train a model with SLT (or a fixed latency); writes a checkpoint after every epoch."""
-    from .training import new_run, resume_run, train as train_run, with_settings
+    import os
+
+    from .training import distributed_worker, new_run, resume_run, train as train_run, with_settings
     from .zoo import load_recipe
+
+    if nproc < 1:
+        raise UserError(f"--nproc must be >= 1, got {nproc}")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise UserError(f"unknown device '{device}': choose cpu or cuda")
 
     overrides = dict(method=method, loss=loss, latency=latency, lam=lam, epochs=epochs,
                      batch_size=batch_size, lr=lr, seed=seed, dataset=data, encoding=encoding)
@@ -78,8 +87,29 @@ def train(
         run = new_run(with_settings(load_recipe(model), **overrides))
         path = output or _default_checkpoint_path(run.recipe)
     s = run.recipe.train
+    world = int(os.environ.get("WORLD_SIZE", "1"))
     console.print(f"training {run.recipe.name}: {s.method} {s.loss} T={s.latency} "
-                  f"epochs={s.epochs} seed={s.seed} on {run.recipe.dataset}/{run.recipe.encoding} -> {path}")
+                  f"epochs={s.epochs} seed={s.seed} on {run.recipe.dataset}/{run.recipe.encoding} -> {path}"
+                  + (f" ({max(nproc, world)} processes)" if max(nproc, world) > 1 else ""))
+    if nproc > 1 or world > 1:
+        if s.batch_size < max(nproc, world):
+            raise UserError(f"batch size {s.batch_size} is smaller than the {max(nproc, world)} processes")
+        recipe_data = None if resume is not None else run.recipe.to_dict()
+        arguments = (recipe_data, str(resume) if resume is not None else None, str(path), device)
+        if world > 1:  # this process is one rank of a torchrun job
+            distributed_worker(*arguments)
+        else:
+            from .distributed import launch
+
+            launch(nproc, distributed_worker, *arguments)
+        console.print(f"done: checkpoint {path}")
+        return
+    if device != "cpu":
+        from .distributed import Context
+        from .training import TrainingRun  # noqa: F401  (device placement below)
+
+        run = (resume_run(resume, Context(device=device)) if resume is not None
+               else new_run(run.recipe, context=Context(device=device)))
     with _progress() as bar:
         task = bar.add_task("train", total=None)
         train_run(run, path, progress=lambda done, total: bar.update(task, completed=done, total=total))

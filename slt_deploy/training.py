@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from .data import check_encoding, encode, load_split
+from .distributed import SINGLE, Context, share_batch_norm
 from .errors import UserError
 from .zoo import Recipe, TrainSettings, build_model, recipe_from_dict
 
@@ -135,11 +136,12 @@ class TrainingRun:
     generators: Generators
     epoch: int
     history: list[dict[str, Any]]
+    context: Context = SINGLE
 
     def state(self) -> dict[str, Any]:
         return {
             "recipe": self.recipe.to_dict(),
-            "model": self.model.state_dict(),
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": self.generators.state(),
@@ -157,26 +159,32 @@ def _optimizer_and_scheduler(model: torch.nn.Module, settings: TrainSettings):
     return optimizer, scheduler
 
 
-def new_run(recipe: Recipe, check_data: bool = True) -> TrainingRun:
+def _placed(model: torch.nn.Module, context: Context) -> torch.nn.Module:
+    model = model.to(context.device)
+    return share_batch_norm(model) if context.active else model
+
+
+def new_run(recipe: Recipe, check_data: bool = True, context: Context = SINGLE) -> TrainingRun:
     """A fresh, seeded run. ``check_data=False`` skips loading the recipe's data
-    set (for callers that bring their own tensors, such as benchmarks)."""
+    set (for callers that bring their own tensors, such as benchmarks);
+    ``context`` places it on a device and, for distributed training, a rank."""
     validate_settings(recipe.train)
     if check_data:
         check_encoding(load_split(recipe.dataset, "train", recipe.input_shape), recipe.encoding)
     torch.manual_seed(recipe.train.seed)
-    model = build_model(recipe)
+    model = _placed(build_model(recipe), context)
     optimizer, scheduler = _optimizer_and_scheduler(model, recipe.train)
-    return TrainingRun(recipe, model, optimizer, scheduler, Generators.seeded(recipe.train.seed), 0, [])
+    return TrainingRun(recipe, model, optimizer, scheduler, Generators.seeded(recipe.train.seed), 0, [], context)
 
 
-def resume_run(path: str | os.PathLike) -> TrainingRun:
+def resume_run(path: str | os.PathLike, context: Context = SINGLE) -> TrainingRun:
     """The run saved in checkpoint ``path``, ready to continue."""
     checkpoint = load_checkpoint(path)
     recipe = recipe_from_dict(checkpoint["recipe"])
     for key in ("optimizer", "scheduler", "rng", "epoch"):
         if key not in checkpoint:
             raise UserError(f"checkpoint {path} has no training state ('{key}'): it cannot be resumed")
-    model = model_from_checkpoint(checkpoint, str(path)).train()
+    model = _placed(model_from_checkpoint(checkpoint, str(path)), context).train()
     optimizer, scheduler = _optimizer_and_scheduler(model, recipe.train)
     try:
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -186,13 +194,17 @@ def resume_run(path: str | os.PathLike) -> TrainingRun:
     except (KeyError, ValueError, RuntimeError, TypeError) as exc:
         raise UserError(f"checkpoint {path} has a broken training state: {exc}") from None
     return TrainingRun(
-        recipe, model, optimizer, scheduler, generators, int(checkpoint["epoch"]), list(checkpoint.get("history", []))
+        recipe, model, optimizer, scheduler, generators, int(checkpoint["epoch"]), list(checkpoint.get("history", [])),
+        context,
     )
 
 
 def train_one_epoch(run: TrainingRun, inputs, labels, on_batch: Callable[[], None] | None = None) -> dict:
-    """One pass over the training data (Algorithm 1, lines 3-9)."""
-    settings, recipe = run.recipe.train, run.recipe
+    """One pass over the training data (Algorithm 1, lines 3-9).
+
+    Distributed: every rank draws the same global batch, latency and encoding
+    and trains on its own shard of it (see :mod:`slt_deploy.distributed`)."""
+    settings, recipe, context = run.recipe.train, run.recipe, run.context
     sampler = LatencySampler(settings.latency, settings.method, run.generators.latency)
     criterion = loss_function(settings.loss, settings.lam)
     run.model.train()
@@ -202,11 +214,19 @@ def train_one_epoch(run: TrainingRun, inputs, labels, on_batch: Callable[[], Non
         index = order[start : start + settings.batch_size]
         t = sampler()
         x = encode(inputs[index], t, recipe.encoding, run.generators.encoding)
-        loss = criterion(run.model(x), labels[index])
+        mine = context.shard(index)
+        x, y = x[:, mine].to(context.device), labels[index][mine].to(context.device)
+        loss = criterion(run.model(x), y)
+        if context.active:  # this shard's share of the global batch's mean loss
+            loss = loss * (len(y) / len(index))
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        context.sum_gradients(run.model)
         run.optimizer.step()
-        total_loss += float(loss.detach()) * len(index)
+        batch_loss = loss.detach().cpu()
+        if context.active:
+            torch.distributed.all_reduce(batch_loss)
+        total_loss += float(batch_loss) * len(index)
         latencies.append(t)
         if on_batch is not None:
             on_batch()
@@ -245,16 +265,28 @@ def train(
             progress(done, total)
 
     path = Path(checkpoint_path)
+    main = run.context.is_main  # only rank 0 writes checkpoints and shows progress
     epochs_run = 0
     while run.epoch < recipe.train.epochs:
         if stop_after_epochs is not None and epochs_run >= stop_after_epochs:
             break
-        train_one_epoch(run, data.inputs, data.labels, on_batch)
-        save_checkpoint(path, run.state())
+        train_one_epoch(run, data.inputs, data.labels, on_batch if main else None)
+        if main:
+            save_checkpoint(path, run.state())
         epochs_run += 1
-    if run.epoch >= recipe.train.epochs and not path.exists():
+    if main and run.epoch >= recipe.train.epochs and not path.exists():
         save_checkpoint(path, run.state())
     return path
+
+
+def distributed_worker(recipe_data: dict | None, resume: str | None, checkpoint_path: str, device: str = "cpu",
+                       stop_after_epochs: int | None = None) -> None:
+    """One rank of a distributed run (started by ``launch`` or torchrun)."""
+    from .distributed import context_from_environment
+
+    context = context_from_environment(device)
+    run = resume_run(resume, context) if resume else new_run(recipe_from_dict(recipe_data), context=context)
+    train(run, checkpoint_path, stop_after_epochs=stop_after_epochs)
 
 
 def with_settings(recipe: Recipe, **overrides: Any) -> Recipe:
