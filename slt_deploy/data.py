@@ -18,7 +18,7 @@ Encodings (inputs are time-first, [t, batch, *shape]):
 * ``rate``: a fresh Bernoulli spike frame per step, pixel intensity as the
   probability (seeded: evaluation always uses :data:`EVAL_SEED`);
 * ``events``: samples that are already [T, *shape] frames (DVS data); step t
-  takes frame t.
+  takes frame t. The event data sets live in :mod:`slt_deploy.events`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable
 
 import numpy as np
 import torch
@@ -46,7 +47,9 @@ class Split:
     """One split of a data set.
 
     inputs: float32 [N, *sample_shape] in [0, 1] (static images) or
-    [N, T, *frame_shape] (event frames); labels: int64 [N]."""
+    [N, T, *frame_shape] (event frames); labels: int64 [N]. augment: the
+    training-time augmentation of a batch, ``augment(inputs, labels,
+    generator) -> (inputs, labels)`` (event data: random crop and flip), or None."""
 
     dataset: str
     split: str
@@ -54,6 +57,7 @@ class Split:
     labels: torch.Tensor
     classes: int
     encodings: tuple[str, ...]
+    augment: Callable | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -91,21 +95,32 @@ def _load_digits(split: str) -> Split:
 
 
 LOADERS = {"digits": _load_digits}
+FRAME_LOADERS: set[str] = set()
 
 
-def register_loader(name: str, loader) -> None:
-    """Add a data set: ``loader(split) -> Split``."""
+def register_loader(name: str, loader, frames: bool = False) -> None:
+    """Add a data set: ``loader(split) -> Split``; for event data (``frames=True``)
+    ``loader(split, frames) -> Split`` with ``frames`` time bins per sample."""
     LOADERS[name] = loader
+    if frames:
+        FRAME_LOADERS.add(name)
 
 
-def load_split(dataset: str, split: str, input_shape: tuple[int, ...] | None = None) -> Split:
+def load_split(
+    dataset: str, split: str, input_shape: tuple[int, ...] | None = None, frames: int | None = None
+) -> Split:
     """A split of a data set; with ``input_shape``, static samples are reshaped
-    to it (e.g. digits as [64] for an MLP or [1, 8, 8] for a CNN)."""
+    to it (e.g. digits as [64] for an MLP or [1, 8, 8] for a CNN). ``frames``:
+    time bins T per sample of an event data set (default: the data set's,
+    10); static data sets ignore it."""
     if dataset not in LOADERS:
         raise UserError(f"unknown dataset '{dataset}': choose one of {', '.join(sorted(LOADERS))}")
     if split not in SPLITS:
         raise UserError(f"unknown split '{split}': choose one of {', '.join(SPLITS)}")
-    data = LOADERS[dataset](split)
+    if dataset in FRAME_LOADERS and frames is not None:
+        data = LOADERS[dataset](split, frames)
+    else:
+        data = LOADERS[dataset](split)
     if input_shape is None:
         return data
     input_shape = tuple(input_shape)
@@ -154,3 +169,6 @@ def evaluation_inputs(data: Split, steps: int, encoding: str) -> torch.Tensor:
     check_encoding(data, encoding)
     generator = torch.Generator().manual_seed(EVAL_SEED)
     return encode(data.inputs, steps, encoding, generator)
+
+
+from . import events as _events  # noqa: E402,F401  (registers the event data sets: ndigits, dvsgesture, ...)

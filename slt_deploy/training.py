@@ -160,6 +160,9 @@ def _optimizer_and_scheduler(model: torch.nn.Module, settings: TrainSettings):
 
 
 def _placed(model: torch.nn.Module, context: Context) -> torch.nn.Module:
+    if context.active and getattr(model, "backend", "norse") == "lava-dl":
+        raise UserError("the lava-dl backend trains on one process (slayer's MeanOnlyBatchNorm has no "
+                        "global-batch statistics): drop --nproc")
     model = model.to(context.device)
     return share_batch_norm(model) if context.active else model
 
@@ -170,7 +173,11 @@ def new_run(recipe: Recipe, check_data: bool = True, context: Context = SINGLE) 
     ``context`` places it on a device and, for distributed training, a rank."""
     validate_settings(recipe.train)
     if check_data:
-        check_encoding(load_split(recipe.dataset, "train", recipe.input_shape), recipe.encoding)
+        data = load_split(recipe.dataset, "train", recipe.input_shape, frames=recipe.train.latency)
+        check_encoding(data, recipe.encoding)
+        if data.classes != recipe.classes:
+            raise UserError(f"dataset {data.dataset} has {data.classes} classes, "
+                            f"model {recipe.name} has {recipe.classes}")
     torch.manual_seed(recipe.train.seed)
     model = _placed(build_model(recipe), context)
     optimizer, scheduler = _optimizer_and_scheduler(model, recipe.train)
@@ -199,8 +206,10 @@ def resume_run(path: str | os.PathLike, context: Context = SINGLE) -> TrainingRu
     )
 
 
-def train_one_epoch(run: TrainingRun, inputs, labels, on_batch: Callable[[], None] | None = None) -> dict:
-    """One pass over the training data (Algorithm 1, lines 3-9).
+def train_one_epoch(run: TrainingRun, inputs, labels, on_batch: Callable[[], None] | None = None,
+                    augment: Callable | None = None) -> dict:
+    """One pass over the training data (Algorithm 1, lines 3-9). ``augment``
+    (a split's, e.g. random crop/flip of event frames) draws from the encoding stream.
 
     Distributed: every rank draws the same global batch, latency and encoding
     and trains on its own shard of it (see :mod:`slt_deploy.distributed`)."""
@@ -213,9 +222,12 @@ def train_one_epoch(run: TrainingRun, inputs, labels, on_batch: Callable[[], Non
     for start in range(0, len(order), settings.batch_size):
         index = order[start : start + settings.batch_size]
         t = sampler()
-        x = encode(inputs[index], t, recipe.encoding, run.generators.encoding)
+        batch, targets = inputs[index], labels[index]
+        if augment is not None:
+            batch, targets = augment(batch, targets, run.generators.encoding)
+        x = encode(batch, t, recipe.encoding, run.generators.encoding)
         mine = context.shard(index)
-        x, y = x[:, mine].to(context.device), labels[index][mine].to(context.device)
+        x, y = x[:, mine].to(context.device), targets[mine].to(context.device)
         loss = criterion(run.model(x), y)
         if context.active:  # this shard's share of the global batch's mean loss
             loss = loss * (len(y) / len(index))
@@ -252,7 +264,7 @@ def train(
     atomically after every epoch. ``progress(done_batches, total_batches)``
     is called after every batch. ``stop_after_epochs`` ends early (tests)."""
     recipe = run.recipe
-    data = load_split(recipe.dataset, "train", recipe.input_shape)
+    data = load_split(recipe.dataset, "train", recipe.input_shape, frames=recipe.train.latency)
     check_encoding(data, recipe.encoding)
     batches_per_epoch = -(-len(data) // recipe.train.batch_size)
     total = batches_per_epoch * recipe.train.epochs
@@ -270,7 +282,7 @@ def train(
     while run.epoch < recipe.train.epochs:
         if stop_after_epochs is not None and epochs_run >= stop_after_epochs:
             break
-        train_one_epoch(run, data.inputs, data.labels, on_batch if main else None)
+        train_one_epoch(run, data.inputs, data.labels, on_batch if main else None, data.augment)
         if main:
             save_checkpoint(path, run.state())
         epochs_run += 1
