@@ -153,7 +153,12 @@ def export_model(model: SpikingNetwork, profile: dict | None = None, extra_metad
 
     model = model.eval()
     recipe = model.recipe
-    nodes, edges = _GraphBuilder(model).build()
+    if getattr(model, "backend", "norse") == "lava-dl":  # slayer-trained: its quantised W_q, b_q
+        from .slayer_backend import slayer_graph_nodes
+
+        nodes, edges = slayer_graph_nodes(model)
+    else:
+        nodes, edges = _GraphBuilder(model).build()
     metadata: dict[str, Any] = {
         "producer": f"slt-deploy {__version__}",
         "model": recipe.name,

@@ -53,7 +53,9 @@ class TrainSettings:
     """Training settings of a recipe (the paper's Table 1 for its models).
 
     latency: maximum latency T in time steps; epochs; batch_size in samples;
-    lr: Adam learning rate; lam: lambda of the TET regulariser."""
+    lr: Adam learning rate; lam: lambda of the TET regulariser; backend: the
+    training framework, "norse" (norse's LIF-box) or "lava-dl" (slayer CUBA
+    blocks, :mod:`slt_deploy.slayer_backend`); checkpoints without it are norse."""
 
     latency: int = 8
     method: str = "slt"
@@ -65,6 +67,7 @@ class TrainSettings:
     betas: tuple[float, float] = (0.9, 0.999)
     scheduler: str = "cosine"
     seed: int = 0
+    backend: str = "norse"
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,11 @@ class Recipe:
     train: TrainSettings = TrainSettings()
     description: str = ""
     dt: float = DEFAULT_DT
+
+    @property
+    def backend(self) -> str:
+        """Training backend: "norse" or "lava-dl" (stored in the training settings)."""
+        return self.train.backend
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (for checkpoints and NIR metadata); inverse of :func:`recipe_from_dict`."""
@@ -110,6 +118,7 @@ def _recipe_from_toml(data: dict[str, Any], source: str) -> Recipe:
             betas=tuple(float(b) for b in train.get("betas", (0.9, 0.999))),
             scheduler=str(train.get("scheduler", "cosine")),
             seed=int(train.get("seed", 0)),
+            backend=str(train.get("backend", "norse")),
         )
         return Recipe(
             name=str(model["name"]),
@@ -362,7 +371,14 @@ def _build_stage(spec: dict, shape: tuple[int, ...], recipe: Recipe, index: int)
 
 
 def build_model(recipe: Recipe) -> SpikingNetwork:
-    """A freshly initialised network for ``recipe`` (seed torch first for reproducibility)."""
+    """A freshly initialised network for ``recipe`` (seed torch first for reproducibility):
+    a norse :class:`SpikingNetwork`, or for ``recipe.backend == "lava-dl"`` a slayer
+    network (:class:`slt_deploy.slayer_backend.SlayerNetwork`)."""
+    if recipe.backend != "norse":
+        from .slayer_backend import build_slayer_model, check_backend
+
+        check_backend(recipe.backend)
+        return build_slayer_model(recipe)
     return SpikingNetwork(recipe)
 
 
