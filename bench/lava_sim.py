@@ -9,6 +9,8 @@ sample at latency 8):
 
 * ``lava-float``  our Lava process graph (slt_deploy.lava.network), Loihi2SimCfg floating_pt
 * ``lava-fixed``  the same graph with our quantiser, Loihi2SimCfg fixed_pt
+* ``lava-fused``  the same float arithmetic as one Lava process (mode "fused", tag "fused"):
+                  all layers per step in one OS process, ``FUSED_LANES`` samples side by side
 * ``netx-fixed``  slayer blocks -> export_hdf5 -> lava.lib.dl.netx.hdf5.Network, fixed_pt
                   (slt_deploy.lava.netx), the readout integrator's voltage probed by a Lava Monitor
 * ``netx-current`` the same netx network, read instead from a ring-buffer sink on the
@@ -36,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from slt_deploy.backends import predictions, simulate
+from slt_deploy.backends import FUSED_LANES, predictions, simulate
 from slt_deploy.checkpoint import load_checkpoint, model_from_checkpoint
 from slt_deploy.data import evaluation_inputs, load_split
 from slt_deploy.deploy import plan_deployment
@@ -50,7 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 T = 8
 WARMUP = 2
 TORCH_MIN_SECONDS = 0.3  # a torch path repeats its chunk until this much time has passed
-PATHS = ("lava-float", "lava-fixed", "netx-fixed", "netx-current", "torch-ref", "torch-model")
+PATHS = ("lava-float", "lava-fixed", "lava-fused", "netx-fixed", "netx-current", "torch-ref", "torch-model")
 
 
 def open_paths(name: str, stack: contextlib.ExitStack, capacity: int, total: int, workdir: Path,
@@ -67,9 +69,10 @@ def open_paths(name: str, stack: contextlib.ExitStack, capacity: int, total: int
     def lava(mode):
         plan = plan_deployment(graph, graph_dt(graph, None), input_kind_of(graph))
         quantized = QuantizedPlan(plan) if mode == "fixed" else None
-        network = stack.enter_context(LavaNetwork(plan, T, mode=mode, capacity=capacity, record_spikes=False,
-                                                  quantized=quantized))
-        return (lambda x: network.run(x).outputs[:, :T]), network.source
+        lanes = FUSED_LANES if mode == "fused" else 1
+        network = stack.enter_context(LavaNetwork(plan, T, mode=mode, capacity=-(-capacity // lanes), lanes=lanes,
+                                                  record_spikes=False, quantized=quantized))
+        return (lambda x: network.run(x).outputs[:, :T]), network.anchor
 
     def netx(readout):
         plan = plan_deployment(graph, graph_dt(graph, None), input_kind_of(graph))
@@ -92,7 +95,7 @@ def open_paths(name: str, stack: contextlib.ExitStack, capacity: int, total: int
 
         return run, None
 
-    makers = (lambda: lava("float"), lambda: lava("fixed"), lambda: netx("voltage"), lambda: netx("current"),
+    makers = (lambda: lava("float"), lambda: lava("fixed"), lambda: lava("fused"), lambda: netx("voltage"), lambda: netx("current"),
               torch_ref, torch_model)
     for path, make in zip(PATHS, makers):
         started = time.perf_counter()

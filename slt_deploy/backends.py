@@ -1,8 +1,10 @@
 """One entry point to simulate a NIR graph on any backend.
 
 Backends: ``torch`` (the float64 reference interpreter), ``lava-float`` and
-``lava-fixed`` (the Lava process graph on the CPU simulator, float or
-bit-accurate fixed point), ``loihi2`` (Lava on Loihi 2, when present).
+``lava-fixed`` (the per-layer Lava process graph on the CPU simulator, float
+or bit-accurate fixed point), ``lava-fused`` (the same network as one Lava
+process running all layers and many samples at once in NumPy; bit-identical
+to ``lava-float``), ``loihi2`` (Lava on Loihi 2, when present).
 Every backend returns the output node's values per sample and logical step
 (pipeline delays removed), zero after each sample's latency.
 """
@@ -17,7 +19,8 @@ from .deploy import DeployPlan, plan_deployment
 from .errors import UserError
 from .nirfile import graph_dt
 
-BACKENDS = ("torch", "lava-float", "lava-fixed", "loihi2")
+BACKENDS = ("torch", "lava-float", "lava-fixed", "lava-fused", "loihi2")
+FUSED_LANES = 64
 
 
 @dataclass
@@ -29,6 +32,8 @@ class Simulation:
     spikes: dict[str, np.ndarray] = field(default_factory=dict)
     quantisation: list[dict] | None = None
     plan: DeployPlan | None = None
+    operations: np.ndarray | None = None  # lava-fused: [N, T, projections, 2] synapses driven (effective, structural)
+    spike_counts: dict[str, np.ndarray] | None = None  # lava-fused: {population: [N, T]}
 
 
 def input_kind_of(graph, given: str | None = None) -> str:
@@ -69,12 +74,18 @@ def simulate(graph, backend: str, inputs: np.ndarray, latencies=None, dt: float 
         from .lava.quantize import QuantizedPlan
 
         quantized = QuantizedPlan(plan)
+    lanes = 1
+    if mode == "fused":  # every sample in one Lava run, side by side
+        lanes = min(samples, FUSED_LANES)
+        capacity = -(-samples // lanes)
     with LavaNetwork(plan, steps, mode=mode, capacity=capacity, record_spikes=record_spikes,
-                     quantized=quantized) as network:
+                     quantized=quantized, lanes=lanes) as network:
         result = network.run(x, latencies, progress=progress)
     outputs = result.outputs[:, :steps]
     spikes = {k: v[:, :steps] for k, v in result.spikes.items()}
-    return Simulation(outputs, spikes, quantized.report() if quantized else None, plan)
+    operations = None if result.operations is None else result.operations[:, :steps]
+    counts = None if result.spike_counts is None else {k: v[:, :steps] for k, v in result.spike_counts.items()}
+    return Simulation(outputs, spikes, quantized.report() if quantized else None, plan, operations, counts)
 
 
 def predictions(outputs: np.ndarray, latencies) -> np.ndarray:

@@ -42,7 +42,8 @@ def _progress():
 
 def _default_checkpoint_path(recipe) -> Path:
     s = recipe.train
-    return Path("runs") / f"{recipe.name}-{s.method}-{s.loss}-T{s.latency}-s{s.seed}.pt"
+    backend = "" if recipe.backend == "norse" else f"-{recipe.backend}"
+    return Path("runs") / f"{recipe.name}-{s.method}-{s.loss}-T{s.latency}-s{s.seed}{backend}.pt"
 
 
 @app.command()
@@ -62,6 +63,8 @@ def train(
     resume: Optional[Path] = typer.Option(None, help="Continue the run saved in this checkpoint, bit for bit."),
     nproc: int = typer.Option(1, help="Data-parallel processes on this machine (CPU, gloo); under torchrun, leave 1."),
     device: str = typer.Option("cpu", help="cpu, or cuda (each torchrun rank takes cuda:LOCAL_RANK)."),
+    backend: Optional[str] = typer.Option(None, help="norse (default) | lava-dl: train slayer CUBA blocks (see README)."),
+    download: bool = typer.Option(False, "--download", help="Download the event data set (dvsgesture, cifar10dvs, nmnist) if it is not on disk."),
 ):
     """Train a model with SLT (or a fixed latency); writes a checkpoint after every epoch."""
     import os
@@ -75,19 +78,30 @@ def train(
         raise UserError(f"unknown device '{device}': choose cpu or cuda")
 
     overrides = dict(method=method, loss=loss, latency=latency, lam=lam, epochs=epochs,
-                     batch_size=batch_size, lr=lr, seed=seed, dataset=data, encoding=encoding)
+                     batch_size=batch_size, lr=lr, seed=seed, dataset=data, encoding=encoding, backend=backend)
     if resume is not None:
         run = resume_run(resume)
         given = {k: v for k, v in overrides.items() if v is not None}
         stored = with_settings(run.recipe, **given)
         if stored != run.recipe:
             raise UserError("--resume continues a run with its own settings: drop the options that differ from it")
+        if download:
+            from .events import download_data
+
+            download_data(run.recipe.dataset)
         path = output or resume
     else:
-        run = new_run(with_settings(load_recipe(model), **overrides))
+        recipe = with_settings(load_recipe(model), **overrides)
+        if download:
+            from .events import download_data
+
+            download_data(recipe.dataset)
+        run = new_run(recipe)
         path = output or _default_checkpoint_path(run.recipe)
     s = run.recipe.train
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    if s.backend == "lava-dl" and max(nproc, world) > 1:
+        raise UserError("the lava-dl backend trains on one process: drop --nproc")
     console.print(f"training {run.recipe.name}: {s.method} {s.loss} T={s.latency} "
                   f"epochs={s.epochs} seed={s.seed} on {run.recipe.dataset}/{run.recipe.encoding} -> {path}"
                   + (f" ({max(nproc, world)} processes)" if max(nproc, world) > 1 else ""))
@@ -141,7 +155,7 @@ def evaluate(
     T = recipe.train.latency if latency is None else latency
     if T < 1:
         raise UserError(f"latency must be >= 1 time step, got {T}")
-    dataset = load_split(data or recipe.dataset, split, recipe.input_shape)
+    dataset = load_split(data or recipe.dataset, split, recipe.input_shape, frames=recipe.train.latency)
     profile = latency_profile(model, dataset, T, encoding or recipe.encoding, recipe.train.method, recipe.train.loss)
     json_path = output or checkpoint.with_suffix(".eval.json")
     png_path = Path(json_path).with_suffix(".png")
@@ -178,7 +192,7 @@ def export(
 @app.command()
 def run(
     model: Path = typer.Argument(..., help="NIR graph (.nir): exported by slt-deploy or by another tool."),
-    backend: str = typer.Option("lava-float", help="lava-float | lava-fixed | loihi2 | torch."),
+    backend: str = typer.Option("lava-float", help="lava-float | lava-fixed | lava-fused | loihi2 | torch."),
     latency: Optional[int] = typer.Option(None, "--latency", "-t", help="Time steps per sample (default: T, or the input's steps)."),
     data: Optional[str] = typer.Option(None, help="Dataset to classify (e.g. digits); or use --input."),
     split: str = typer.Option("test", help="Split of --data."),
@@ -223,7 +237,7 @@ def run(
         from .graph import analyse
 
         flat = analyse(graph)
-        dataset = load_split(data, split, flat.shapes[flat.input_name])
+        dataset = load_split(data, split, flat.shapes[flat.input_name], frames=T)
         x = evaluation_inputs(dataset, T, encoding or meta.get("encoding") or "rate").transpose(0, 1).numpy()
         labels = dataset.labels.numpy()
     if samples is not None:
@@ -295,7 +309,8 @@ def profile(
     latency: Optional[int] = typer.Option(None, "--latency", "-T", help="Profile t = 1..T (default: the graph's T)."),
     noise: list[str] = typer.Option([], help="Input noise to add accuracy for, e.g. gaussian:0.2, dropout:0.3, jitter:1 (repeatable)."),
     mac_per_step: bool = typer.Option(False, help="Count an analog input layer's MACs at every step (default: once)."),
-    backend: str = typer.Option("torch", help="Backend that produces the spikes: torch | lava-float | lava-fixed."),
+    backend: str = typer.Option("lava-fused", help="Backend that produces the spikes: lava-fused (the fused Lava CPU model, "
+                                                   "bit-identical to lava-float, default) | lava-float | lava-fixed | torch."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Profile JSON (default: <model>.profile.json)."),
     nir_out: Optional[Path] = typer.Option(None, help="NIR file that stores the profile (default: the .nir given, or <ckpt>.nir)."),
     dt: Optional[float] = typer.Option(None, help="Simulation step in seconds (graphs without dt)."),
@@ -319,6 +334,9 @@ def profile(
                                mac_once=not mac_per_step, noisy_inputs=noisy,
                                progress=lambda done: bar.update(task, completed=done))
     result.update({"dataset": data, "split": split, "source": str(model)})
+    if backend == "lava-fused":
+        console.print("backend: lava-fused -- the deployed network as one Lava process (all layers and samples in "
+                      "NumPy), bit-identical to the per-layer Lava graph; --backend lava-float runs that graph")
     header, rows = profile_table(result)
     out.print(rich_table(header, rows, f"{result['model']} on {hardware_profile.name} "
                                        f"({hardware_profile.evidence}), {len(x)} samples, {result['counting']}"))
@@ -365,11 +383,12 @@ def control(
     scenario: Optional[Path] = typer.Option(None, help="Scenario TOML ([budget], optional [policy]); see hardware/*.scenario.toml."),
     latency: Optional[int] = typer.Option(None, "--latency", "-t", help="Latency of the fixed policy (default T)."),
     measure: str = typer.Option("entropy", help="anytime: entropy | max_softmax | margin."),
-    backend: str = typer.Option("torch", help="torch (what-if studies) | lava-float | lava-fixed (the deployed network)."),
+    backend: str = typer.Option("lava-fused", help="lava-fused (the fused Lava CPU model, default) | lava-float | "
+                                                   "lava-fixed (the per-layer Lava graph) | torch (what-if studies)."),
     data: str = typer.Option("digits", help="Dataset of the stream; thresholds use its calibration split."),
     split: str = typer.Option("test", help="Split that forms the stream."),
     samples: Optional[int] = typer.Option(None, help="Use only the first N samples of the stream."),
-    evaluate: bool = typer.Option(False, help="Judge every policy under budgets from E(t=1) to E(t=T) (torch)."),
+    evaluate: bool = typer.Option(False, help="Judge every policy under budgets from E(t=1) to E(t=T)."),
     budgets: int = typer.Option(8, help="Number of budget levels for --evaluate."),
     output: Path = typer.Option(Path("runs/control"), "--output", "-o", help="Folder for the JSON, tables and PNGs."),
 ):
@@ -380,11 +399,12 @@ def control(
     from .nirfile import read_graph
     from .profiling import graph_stream
     from .report import controller_table, mission_timeline, rich_table
-    from .runtime import MEASURES, Budget, Controller, EnergyProfile, LavaEngine, TorchEngine, make_policy, run_mission
+    from .runtime import (MEASURES, POLICIES, Budget, Controller, EnergyProfile, LavaEngine, TorchEngine, check_budget,
+                          make_policy, run_mission)
     from .runtime_eval import calibrate
 
-    if backend not in ("torch", "lava-float", "lava-fixed"):
-        raise UserError(f"unknown backend '{backend}': choose torch, lava-float or lava-fixed")
+    if backend not in ("torch", "lava-float", "lava-fixed", "lava-fused"):
+        raise UserError(f"unknown backend '{backend}': choose lava-fused, lava-float, lava-fixed or torch")
     if measure not in MEASURES:
         raise UserError(f"unknown confidence measure '{measure}': choose one of {', '.join(MEASURES)}")
     graph = read_graph(model)
@@ -394,7 +414,8 @@ def control(
 
         with _progress() as bar:
             task = bar.add_task("judging policies", total=None)
-            result = judge(graph, output, data, split, samples, budgets, measure)
+            result = judge(graph, output, data, split, samples, budgets, measure,
+                           backend if backend != "lava-fixed" else "lava-fused")
             bar.update(task, completed=1, total=1)
         header, rows = controller_table(result, ["adaptive", f"anytime-{measure}"])
         out.print(rich_table(header, rows, f"{result['stream']['samples']} inferences, "
@@ -409,8 +430,15 @@ def control(
         budget = Budget.from_options(battery_mj, inferences, duration_s, rate_hz, per_inference_mj, power_mw)
     name = scenario_policy.get("name", policy)
     measure = scenario_policy.get("measure", measure)
-    engine = TorchEngine(graph, profile)
-    calibration = calibrate(engine, graph_stream(graph, data, "calibration")[0])
+    if name not in POLICIES:
+        raise UserError(f"unknown policy '{name}': choose one of {', '.join(POLICIES)}")
+    if measure not in MEASURES:
+        raise UserError(f"unknown confidence measure '{measure}': choose one of {', '.join(MEASURES)}")
+    check_budget(profile, budget)  # before anything runs
+    calibration = {}
+    if name == "anytime":  # thresholds from the held-out calibration split
+        calibration = calibrate(graph, profile, graph_stream(graph, data, "calibration")[0],
+                                "torch" if backend == "torch" else "lava-fused")
     chosen = make_policy(name, profile, latency=scenario_policy.get("latency", latency), measure=measure,
                          calibration=calibration.get(measure))
     x, labels = graph_stream(graph, data, split, samples)[:2]
@@ -418,9 +446,12 @@ def control(
     stream = [x[k % len(x)] for k in range(horizon)]
     stream_labels = np.array([labels[k % len(x)] for k in range(horizon)])
     if backend == "torch":
-        controller = Controller(engine, profile, budget, chosen)
+        controller = Controller(TorchEngine(graph, profile), profile, budget, chosen)
         mission = _run_with_progress(controller, stream, run_mission)
     else:
+        if backend == "lava-fused":
+            console.print("backend: lava-fused -- the deployed network as one Lava process, bit-identical to the "
+                          "per-layer Lava graph (--backend lava-float); SOP from its live counters")
         with LavaEngine(graph, profile, mode=backend.removeprefix("lava-")) as lava_engine:
             controller = Controller(lava_engine, profile, budget, chosen)
             mission = _run_with_progress(controller, stream, run_mission)

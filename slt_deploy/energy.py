@@ -110,27 +110,43 @@ def count_operations(plan: DeployPlan, inputs: np.ndarray, spikes: dict[str, np.
     Steps after a sample's latency count nothing."""
     x = np.asarray(inputs, dtype=np.float64)
     samples, steps = x.shape[:2]
-    latencies = np.full(samples, steps) if latencies is None else np.asarray(latencies, dtype=int)
-    active = np.arange(steps)[None, :] < latencies[:, None]  # [N, T]
-    layers = []
-    for projection in plan.projections:
+    per_step = {"effective": np.zeros((samples, steps, len(plan.projections))),
+                "structural": np.zeros((samples, steps, len(plan.projections)))}
+    for index, projection in enumerate(plan.projections):
         source = plan.populations[projection.source]
         if source.is_input:
             activity = x.reshape(samples, steps, -1)
+            if plan.input_kind == "analog":
+                activity = np.ones_like(activity)  # every input element, whatever its value
         else:
             if projection.source not in spikes:
                 raise UserError(f"no spikes recorded for population '{projection.source}'")
             activity = np.asarray(spikes[projection.source], dtype=np.float64).reshape(samples, steps, -1)
+        for variant in per_step:
+            per_step[variant][:, :, index] = activity @ fanout(projection, variant == "effective").reshape(-1)
+    firing = {name: np.asarray(s, dtype=np.float64).reshape(samples, steps, -1).sum(-1)
+              for name, s in spikes.items() if name in plan.populations}
+    return operation_counts(plan, per_step["effective"], per_step["structural"], firing, latencies, mac_once)
+
+
+def operation_counts(plan: DeployPlan, effective: np.ndarray, structural: np.ndarray, spike_counts: dict,
+                     latencies=None, mac_once: bool = True) -> OperationCounts:
+    """Assemble counts from per-step synapse counts [N, T, projections] (a
+    backend's own counters or :func:`count_operations`) and spike counts per
+    population {name: [N, T]}: steps after each sample's latency are dropped,
+    an analog input layer's MACs kept at step 1 only when ``mac_once``."""
+    samples, steps = effective.shape[:2]
+    latencies = np.full(samples, steps) if latencies is None else np.asarray(latencies, dtype=int)
+    active = np.arange(steps)[None, :] < latencies[:, None]  # [N, T]
+    layers = []
+    for index, projection in enumerate(plan.projections):
+        source = plan.populations[projection.source]
         kind = "mac" if source.is_input and plan.input_kind == "analog" else "sop"
         counts = {}
-        for variant in ("structural", "effective"):
-            fan = fanout(projection, variant == "effective").reshape(-1).astype(np.float64)
-            if kind == "mac":
-                per_step = np.full((samples, steps), fan.sum())
-                if mac_once:
-                    per_step[:, 1:] = 0
-            else:
-                per_step = activity @ fan
+        for variant, table in (("structural", structural), ("effective", effective)):
+            per_step = np.array(table[:, :, index], dtype=np.float64)
+            if kind == "mac" and mac_once:
+                per_step[:, 1:] = 0
             counts[variant] = np.rint(per_step * active).astype(np.int64)
         layers.append(LayerOps(
             name=projection.name, source=projection.source, target=projection.target, kind=kind,
@@ -139,8 +155,8 @@ def count_operations(plan: DeployPlan, inputs: np.ndarray, spikes: dict[str, np.
             synapses_effective=int(fanout(projection, True).sum()),
         ))
     neurons = sum(p.size for p in plan.neuron_populations)
-    firing = {name: np.asarray(s, dtype=np.float64).reshape(samples, steps, -1).mean(-1) * active
-              for name, s in spikes.items() if name in plan.populations}
+    firing = {name: np.asarray(count, dtype=np.float64) / plan.populations[name].size * active
+              for name, count in spike_counts.items()}
     return OperationCounts(layers, (neurons * active).astype(np.int64), firing, mac_once, latencies)
 
 

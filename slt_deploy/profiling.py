@@ -26,7 +26,7 @@ import torch
 
 from .backends import simulate
 from .deploy import DeployPlan, plan_deployment
-from .energy import HardwareProfile, OperationCounts, count_operations
+from .energy import HardwareProfile, OperationCounts, count_operations, operation_counts
 from .errors import UserError
 from .nirfile import graph_dt
 
@@ -89,7 +89,7 @@ def graph_stream(graph, data: str, split: str, samples: int | None = None, laten
     if T < 1:
         raise UserError("the graph has no latency_T in its metadata: give --latency")
     flat = analyse(graph)
-    dataset = load_split(data, split, flat.shapes[flat.input_name])
+    dataset = load_split(data, split, flat.shapes[flat.input_name], frames=int(meta.get("latency_T") or T))
     encoding = meta.get("encoding") or "rate"
     count = len(dataset) if samples is None else samples
     if count < 1:
@@ -138,10 +138,14 @@ def profile_model(graph, inputs: np.ndarray, labels: np.ndarray, hardware: Hardw
     plan = plan_deployment(graph, step, input_kind or (graph.metadata or {}).get("input_kind"))
     if not any(p.spiking for p in plan.neuron_populations):
         raise UserError("the model has no spiking layer: there are no synaptic operations to count")
-    run = simulate(graph, backend, inputs, dt=step, input_kind=plan.input_kind, record_spikes=True,
-                   progress=progress)
-    spiking = {name: s for name, s in run.spikes.items() if plan.populations[name].spiking}
-    counts = count_operations(plan, inputs, spiking, mac_once=mac_once)
+    run = simulate(graph, backend, inputs, dt=step, input_kind=plan.input_kind,
+                   record_spikes=run_counts_spikes(backend), progress=progress)
+    if run.operations is not None:  # the fused model counted live
+        counts = operation_counts(plan, run.operations[..., 0], run.operations[..., 1], run.spike_counts,
+                                  mac_once=mac_once)
+    else:
+        spiking = {name: s for name, s in run.spikes.items() if plan.populations[name].spiking}
+        counts = count_operations(plan, inputs, spiking, mac_once=mac_once)
     T = inputs.shape[1]
     sop = counts.cumulative("sop")
     sop_structural = counts.cumulative("sop", "structural")
@@ -185,6 +189,11 @@ def profile_model(graph, inputs: np.ndarray, labels: np.ndarray, hardware: Hardw
         noisy_run = simulate(graph, backend, noisy, dt=step, input_kind=plan.input_kind)
         profile["noise"][label] = {"accuracy": _accuracy_per_latency(noisy_run.outputs, labels).tolist()}
     return profile
+
+
+def run_counts_spikes(backend: str) -> bool:
+    """Whether a backend must record every spike to be counted (the fused model counts live)."""
+    return backend != "lava-fused"
 
 
 def store_in_graph(graph, profile: dict) -> None:

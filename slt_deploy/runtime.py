@@ -33,7 +33,9 @@ Policies:
 
 Backends: the PyTorch reference (fast what-if studies; one pass at T gives
 every step of a sample) and the deployed Lava network (latency changed per
-inference without a rebuild, SOP counted from Lava's spikes). The network
+inference without a rebuild): the per-layer graph, SOP counted from Lava's
+spikes, or -- the default on the CPU simulator -- the fused Lava model, SOP
+from its live counters (bit-identical to the per-layer graph). The network
 is causal, so a sample's run up to the largest latency it could get, read
 step by step, gives the same decisions and charged energy as stopping the
 run online: steps after the stop are discarded and never charged.
@@ -48,7 +50,7 @@ from typing import Protocol
 import numpy as np
 
 from .deploy import plan_deployment
-from .energy import HardwareProfile, count_operations
+from .energy import HardwareProfile, count_operations, operation_counts
 from .errors import UserError
 from .files import read_toml
 from .nirfile import graph_dt, metadata_json
@@ -183,6 +185,25 @@ def step_energy(plan, hardware: HardwareProfile, inputs, spikes, mac_once: bool)
     return hardware.energy_mj(counts.total("sop"), counts.total("mac"), counts.neuron_updates)
 
 
+def batch_traces(graph, profile: EnergyProfile, inputs: np.ndarray, backend: str = "lava-fused",
+                 dt: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Outputs [N, T, K] and per-step energy [N, T] (mJ) of a whole stream in
+    one run of ``backend`` (lava-fused, lava-float, torch): everything a
+    controller can read from every sample at every step."""
+    from .backends import simulate
+
+    step = graph_dt(graph, dt)
+    plan = plan_deployment(graph, step, (graph.metadata or {}).get("input_kind"))
+    run = simulate(graph, backend, inputs, dt=step, input_kind=plan.input_kind, record_spikes=backend != "lava-fused")
+    if run.operations is not None:
+        counts = operation_counts(plan, run.operations[..., 0], run.operations[..., 1], run.spike_counts,
+                                  mac_once=profile.mac_once)
+        energy = profile.hardware.energy_mj(counts.total("sop"), counts.total("mac"), counts.neuron_updates)
+    else:
+        energy = step_energy(plan, profile.hardware, inputs, run.spikes, profile.mac_once)
+    return run.outputs.reshape(run.outputs.shape[0], run.outputs.shape[1], -1), energy
+
+
 class TorchEngine:
     """The PyTorch reference as the controller's backend."""
 
@@ -208,7 +229,9 @@ class TorchEngine:
 
 
 class LavaEngine:
-    """The deployed Lava network as the controller's backend (a context manager)."""
+    """The deployed Lava network as the controller's backend (a context manager):
+    ``mode`` float or fixed (the per-layer graph; SOP counted from its spikes)
+    or fused (one process; SOP from its live counters)."""
 
     def __init__(self, graph, profile: EnergyProfile, mode: str = "float", dt: float | None = None):
         from .lava.network import LavaNetwork
@@ -217,18 +240,24 @@ class LavaEngine:
         self.plan = plan_deployment(graph, self.dt, (graph.metadata or {}).get("input_kind"))
         self.profile = profile
         quantized = None
-        if mode != "float":
+        if mode in ("fixed", "loihi2"):
             from .lava.quantize import QuantizedPlan
 
             quantized = QuantizedPlan(self.plan)
-        self.network = LavaNetwork(self.plan, profile.T, mode=mode, capacity=1, record_spikes=True,
+        self.network = LavaNetwork(self.plan, profile.T, mode=mode, capacity=1, record_spikes=mode != "fused",
                                    quantized=quantized)
 
     def run(self, sample: np.ndarray, steps: int) -> StepTrace:
         x = np.zeros((1, self.profile.T, *np.asarray(sample).shape[1:]))
         x[0, :steps] = np.asarray(sample)[:steps]
         result = self.network.run(x, [steps])
-        energy = step_energy(self.plan, self.profile.hardware, x, result.spikes, self.profile.mac_once)
+        hardware, plan = self.profile.hardware, self.plan
+        if result.operations is not None:
+            counts = operation_counts(plan, result.operations[..., 0], result.operations[..., 1],
+                                      result.spike_counts, mac_once=self.profile.mac_once)
+            energy = hardware.energy_mj(counts.total("sop"), counts.total("mac"), counts.neuron_updates)
+        else:
+            energy = step_energy(plan, hardware, x, result.spikes, self.profile.mac_once)
         outputs = result.outputs.reshape(1, self.profile.T, -1)
         return StepTrace(outputs[0, :steps], energy[0, :steps])
 
@@ -462,6 +491,26 @@ class BatterySpent(Exception):
     """Not even one worst-case step fits what is left of the battery."""
 
 
+def check_budget(profile: EnergyProfile, budget: Budget) -> None:
+    """Refuse, in one line, a budget that cannot be met even at t = 1 (checked
+    before anything runs): a per-inference cap below one step's cost, or a
+    battery below the horizon's inferences at t = 1 (or one worst-case step)."""
+    worst = profile.worst_step_mj
+    first = profile.energy_mj[0]
+    if budget.per_inference_mj is not None and budget.per_inference_mj < max(worst, first):
+        raise UserError(
+            f"the per-inference cap {budget.per_inference_mj:.3e} mJ cannot be met even at t = 1: one step "
+            f"costs {first:.3e} mJ on average and up to {worst:.3e} mJ (every neuron firing)"
+        )
+    if budget.battery_mj is not None:
+        need = max(worst, budget.inferences * first)
+        if budget.battery_mj < need:
+            raise UserError(
+                f"the battery {budget.battery_mj:.3e} mJ cannot cover {budget.inferences} inferences "
+                f"even at t = 1 ({first:.3e} mJ each on average; one worst-case step is {worst:.3e} mJ)"
+            )
+
+
 @dataclass
 class Controller:
     """``infer(sample)`` for a control loop; ``state`` keeps the mission's spending."""
@@ -473,20 +522,7 @@ class Controller:
     state: MissionState = field(default_factory=MissionState)
 
     def __post_init__(self):
-        worst = self.profile.worst_step_mj
-        first = self.profile.energy_mj[0]
-        if self.budget.per_inference_mj is not None and self.budget.per_inference_mj < max(worst, first):
-            raise UserError(
-                f"the per-inference cap {self.budget.per_inference_mj:.3e} mJ cannot be met even at t = 1: one step "
-                f"costs {first:.3e} mJ on average and up to {worst:.3e} mJ (every neuron firing)"
-            )
-        if self.budget.battery_mj is not None:
-            need = max(worst, self.budget.inferences * first)
-            if self.budget.battery_mj < need:
-                raise UserError(
-                    f"the battery {self.budget.battery_mj:.3e} mJ cannot cover {self.budget.inferences} inferences "
-                    f"even at t = 1 ({first:.3e} mJ each on average; one worst-case step is {worst:.3e} mJ)"
-                )
+        check_budget(self.profile, self.budget)
 
     def infer(self, sample) -> Decision:
         """Run one inference; raises :class:`BatterySpent` when no step fits."""

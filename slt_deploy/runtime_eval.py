@@ -161,33 +161,34 @@ def sweep(profile: EnergyProfile, outputs: np.ndarray, step_energy: np.ndarray, 
             "worst_step_mj": profile.worst_step_mj, "rows": rows}
 
 
-def calibrate(engine, calibration_inputs: np.ndarray) -> dict[str, ThresholdCalibration]:
+def calibrate(graph, profile: EnergyProfile, calibration_inputs: np.ndarray,
+              backend: str = "lava-fused") -> dict[str, ThresholdCalibration]:
     """Threshold-to-energy mappings of every confidence measure on the calibration split."""
-    from .runtime import MEASURES
+    from .runtime import MEASURES, batch_traces
 
-    outputs, energy = engine.run_batch(calibration_inputs)
+    outputs, energy = batch_traces(graph, profile, calibration_inputs, backend)
     means = running_means(outputs)
     return {m: ThresholdCalibration.measure(confidence(means, m), energy) for m in MEASURES}
 
 
 def judge(graph, output, data: str = "digits", split: str = "test", samples: int | None = None,
-          budgets: int = 8, measure: str = "entropy") -> dict:
-    """Every policy under budgets from E(t=1) to E(t=T) on the stream, on the
-    PyTorch backend; writes evaluation.{json,md,png} and a mission timeline
+          budgets: int = 8, measure: str = "entropy", backend: str = "lava-fused") -> dict:
+    """Every policy under budgets from E(t=1) to E(t=T) on the stream, from
+    one run of ``backend`` over the stream (every sample's outputs and energy
+    at every step); writes evaluation.{json,md,png} and a mission timeline
     (the anytime policy at the middle budget) into ``output``."""
     from pathlib import Path
 
     from .files import write_json, write_text
     from .profiling import graph_stream
     from .report import controller_evaluation_plot, controller_table, markdown_table, mission_timeline
-    from .runtime import MEASURES, TorchEngine
+    from .runtime import MEASURES, batch_traces
 
     output = Path(output)
     profile = EnergyProfile.from_graph(graph)
-    engine = TorchEngine(graph, profile)
-    calibration = calibrate(engine, graph_stream(graph, data, "calibration")[0])
+    calibration = calibrate(graph, profile, graph_stream(graph, data, "calibration")[0], backend)
     x, labels = graph_stream(graph, data, split, samples)[:2]
-    outputs, energy = engine.run_batch(x)
+    outputs, energy = batch_traces(graph, profile, x, backend)
     result = sweep(profile, outputs, energy, labels, calibration, budgets=max(2, budgets), measures=MEASURES)
     header, rows = controller_table(result)
     write_json(output / "evaluation.json", result)

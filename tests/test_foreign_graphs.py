@@ -520,7 +520,7 @@ def test_nir_paper_single_lif_reproduces_the_authors_lava_float_trace(no_leaks):
     from lava.proc.monitor.process import Monitor
 
     plan = plan_deployment(graph, dt)
-    with LavaNetwork(plan, steps, mode="float", capacity=1, record_spikes=True) as network:
+    with LavaNetwork(plan, steps, mode="float", capacity=1, record_spikes=True, inspect=True) as network:
         monitor = Monitor()
         monitor.probe(network.neurons["1"].v, network.period)
         result = network.run(x)

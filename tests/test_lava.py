@@ -140,19 +140,17 @@ def test_fixed_point_accuracy_within_two_points_of_float(name, no_leaks):
 
 
 def _inject(monkeypatch, behaviour):
-    from slt_deploy.lava.compat import import_lava
+    """Make the float Dense model of the per-layer graph misbehave at step 5."""
+    from slt_deploy.lava.deployed import CanonicalDenseModel
 
-    import_lava()
-    import lava.proc.dense.models as dense_models
-
-    original = dense_models.PyDenseModelFloat.run_spk
+    original = CanonicalDenseModel.run_spk
 
     def run_spk(self):
         if self.time_step == 5:
             behaviour()
         return original(self)
 
-    monkeypatch.setattr(dense_models.PyDenseModelFloat, "run_spk", run_spk)
+    monkeypatch.setattr(CanonicalDenseModel, "run_spk", run_spk)
 
 
 def _raise():

@@ -1,16 +1,13 @@
-"""A deployment plan as a Lava process graph, and running samples through it.
+"""Running samples through a deployed network on Lava.
 
-Processes (all standard Lava ones):
+The network is one :class:`~slt_deploy.lava.deployed.DeployedNetwork`
+process; Lava picks its behaviour by tag:
 
-* the input: ``lava.proc.io.source.RingBuffer`` holding the frames of a batch
-  of samples, one period after another;
-* every population: ``LIFReset`` (float: ``u <- u(1-du) + a_in``,
-  ``v <- v(1-dv) + u + bias``, spike ``v > vth``, ``v <- 0``), reset every
-  period at its own pipeline offset;
-* every projection: ``Dense`` / ``Conv`` (graded messages from the input,
-  binary spikes elsewhere), ``DelayDense`` where a path needs extra delay;
-* records: ``lava.proc.io.sink.RingBuffer`` on the output and, optionally,
-  on every population's spikes.
+* ``per-layer`` (modes ``float``, ``fixed``, ``loihi2``): the per-layer graph
+  -- RingBuffer source, ``LIFReset`` per population, ``Dense``/``Conv``/
+  ``DelayDense`` per projection, RingBuffer sinks -- one OS process each;
+* ``fused`` (mode ``fused``): the same float arithmetic in one OS process, all
+  layers per step and ``lanes`` samples side by side.
 
 Timing. Lava's Dense/Conv deliver at step n what they received at n-1, so a
 population at depth d sees logical step tau of a sample at Lava step
@@ -28,43 +25,58 @@ A non-spiking output population (LI, CubaLI) is integrated on the host from
 the synaptic current Lava delivers to it, with Lava's own float update
 (Lava's LIF sends spikes, not v).
 
-Every Lava run is stopped in ``close()``; use the network as a context manager.
+Every Lava call runs under a watchdog (:mod:`slt_deploy.lava.watchdog`);
+``close()`` stops the runtime. Use the network as a context manager.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
-import torch
 
-from ..deploy import DeployPlan, Population, Projection
+from ..deploy import DeployPlan
 from ..errors import RunFailure, UserError
 from .compat import import_lava
+from .deployed import (CANONICAL_FLOAT_MODELS, DeployedNetwork, build_per_layer, dense_of, fused_buffer_shapes,
+                       lava_conv_weight, recorded_populations)
+from .shared import SharedArrays
 from .watchdog import guarded
 
-LAVA_MODES = ("float", "fixed", "loihi2")
+LAVA_MODES = ("float", "fixed", "loihi2", "fused")
+
+__all__ = ["LavaNetwork", "LavaResult", "run_config", "dense_of", "lava_conv_weight", "LAVA_MODES"]
 
 
 @dataclass
 class LavaResult:
     """outputs: [N, T, *output_shape]; spikes: population -> [N, T, *shape]
-    (logical steps; pipeline delays removed; steps beyond a sample's latency are zero)."""
+    (logical steps; pipeline delays removed; steps beyond a sample's latency
+    are zero). The fused model also counts, live: operations [N, T,
+    projections, 2] (synapses driven: effective, structural) and spike_counts
+    {population: [N, T]}."""
 
     outputs: np.ndarray
     spikes: dict[str, np.ndarray]
+    operations: np.ndarray | None = None
+    spike_counts: dict[str, np.ndarray] | None = None
 
 
 def run_config(mode: str):
-    """The Lava run configuration of ``mode``: float and fixed point on the
-    CPU simulator, or Loihi 2 hardware when Lava finds it."""
+    """The Lava run configuration of ``mode``: the per-layer graph in float or
+    fixed point on the CPU simulator, on Loihi 2 hardware when Lava finds it,
+    or the fused CPU model."""
     import_lava()
     from lava.magma.core.run_configs import Loihi2SimCfg
 
     if mode == "float":
-        return Loihi2SimCfg(select_tag="floating_pt")
+        return Loihi2SimCfg(select_tag="floating_pt", select_sub_proc_model=True,
+                            exception_proc_model_map=dict(CANONICAL_FLOAT_MODELS))
     if mode == "fixed":
-        return Loihi2SimCfg(select_tag="fixed_pt")
+        return Loihi2SimCfg(select_tag="fixed_pt", select_sub_proc_model=True)
+    if mode == "fused":
+        return Loihi2SimCfg(select_tag="fused")
     if mode == "loihi2":
         from ..environment import loihi2_available
 
@@ -75,55 +87,44 @@ def run_config(mode: str):
             )
         from lava.magma.core.run_configs import Loihi2HwCfg
 
-        return Loihi2HwCfg()
+        return Loihi2HwCfg(select_sub_proc_model=True)
     raise UserError(f"unknown Lava mode '{mode}': choose one of {', '.join(LAVA_MODES)}")
 
 
-def _flat(shape) -> tuple[int]:
-    return (int(np.prod(shape)),)
-
-
-def _lava_conv_weight(weight: np.ndarray) -> np.ndarray:
-    """torch [C_out, C_in, kh, kw] (correlation) -> Lava [C_out, kx, ky, C_in] (convolution)."""
-    return np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(0, 3, 2, 1))
-
-
-def dense_of(projection: Projection) -> np.ndarray:
-    """A conv projection as its dense matrix [N_t, N_s] (for delayed conv paths)."""
-    if projection.kind == "dense":
-        return projection.weight
-    size = int(np.prod(projection.source_shape))
-    basis = torch.eye(size, dtype=torch.float64).reshape(size, *projection.source_shape)
-    return projection.apply(basis).reshape(size, -1).T.numpy().copy()
-
-
 class LavaNetwork:
-    """The plan as Lava processes. ``run`` feeds samples with per-sample latencies.
+    """A deployment plan on Lava. ``run`` feeds samples with per-sample latencies.
 
-    ``mode``: float | fixed | loihi2. ``quantized`` (a
-    :class:`~slt_deploy.lava.quantize.QuantizedPlan`) is required for fixed
-    point. ``capacity``: samples per Lava run (the ring buffers' size).
+    ``mode``: float | fixed | loihi2 (the per-layer graph) | fused (one
+    process). ``quantized`` (a :class:`~slt_deploy.lava.quantize.QuantizedPlan`)
+    is required for fixed point. ``capacity``: samples per lane per Lava run;
+    ``lanes``: samples side by side (fused only). ``inspect=True`` builds the
+    per-layer graph without the enclosing process, so that its processes
+    (``neurons``) exist before the first run, e.g. for Lava Monitors.
+
     Watchdog: a Lava call may take ``round_trip_seconds``, plus
     ``startup_seconds`` on the first run (compile and start), plus
-    ``step_seconds`` per time step asked for; beyond that, or as
-    soon as a Lava process dies, everything is stopped and
+    ``step_seconds`` per time step asked for; beyond that, or as soon as a
+    Lava process dies, everything is stopped and
     :class:`~slt_deploy.errors.RunFailure` raised."""
 
     def __init__(self, plan: DeployPlan, max_latency: int, mode: str = "float", capacity: int = 16,
-                 record_spikes: bool = True, quantized=None, step_seconds: float = 1.0,
-                 startup_seconds: float = 120.0, round_trip_seconds: float = 30.0):
+                 record_spikes: bool = True, quantized=None, lanes: int = 1, inspect: bool = False,
+                 step_seconds: float = 1.0, startup_seconds: float = 120.0, round_trip_seconds: float = 30.0):
         if max_latency < 1:
             raise UserError(f"latency must be >= 1 time step, got {max_latency}")
         if mode in ("fixed", "loihi2") and quantized is None:
             raise ValueError("fixed-point modes need a quantized plan")
+        if mode != "fused" and lanes != 1:
+            raise ValueError("only the fused model runs several lanes")
         import_lava()
         self.plan, self.mode, self.quantized = plan, mode, quantized
         self.max_latency = int(max_latency)
         depth = max([plan.output_depth] + [p.depth for p in plan.populations.values()])
         self.period = self.max_latency + depth
-        self.capacity = int(capacity)
+        self.capacity, self.lanes = int(capacity), int(lanes)
         self.buffer = self.capacity * self.period
-        self.record_spikes = record_spikes
+        self.want_spikes = record_spikes
+        self.record_spikes = record_spikes or mode != "fused"  # the per-layer graph always records
         self.run_cfg = run_config(mode)
         self.steps_run = 0
         self.started = False
@@ -131,92 +132,34 @@ class LavaNetwork:
         self.step_seconds, self.startup_seconds = step_seconds, startup_seconds
         self.round_trip_seconds = round_trip_seconds
         self.host_output = plan.output_population is not None and not plan.populations[plan.output_population].spiking
-        self._build()
+        self.recorded = recorded_populations(plan)
+        self.shared = None
+        if mode == "fused":
+            self.shared = SharedArrays(fused_buffer_shapes(plan, self.period, self.capacity, self.lanes,
+                                                           self.want_spikes))
+            self.anchor = DeployedNetwork(plan=plan, period=self.period, capacity=self.capacity, lanes=self.lanes,
+                                          record_spikes=self.want_spikes, fused=True, buffers=self.shared.spec)
+            self.neurons = {}
+        elif inspect:
+            if mode == "fused":
+                raise ValueError("inspect builds the per-layer graph")
+            holder = SimpleNamespace()
+            graph = build_per_layer(plan, self.period, self.capacity, quantized, holder)
+            self.neurons = graph.neurons
+            self.anchor = graph.source
+            self.frames, self.outputs = graph.source.data, graph.output_sink.data
+            self._spike_vars = lambda: {name: sink.data for name, sink in graph.spike_sinks.items()}
+            if mode == "float":  # without the enclosing process there is no sub-model to select
+                from lava.magma.core.run_configs import Loihi2SimCfg
 
-    # ------------------------------------------------------------------ build
-
-    def _params(self, population: Population) -> dict:
-        if self.quantized is not None:
-            return self.quantized.population_parameters(population.name)
-        return dict(du=population.du, dv=population.dv, vth=population.vth,
-                    bias_mant=population.bias.ravel().astype(np.float64), bias_exp=0)
-
-    def _build(self) -> None:
-        from lava.proc.io.sink import RingBuffer as Sink
-        from lava.proc.io.source import RingBuffer as Source
-        from lava.proc.lif.process import LIFReset
-
-        plan = self.plan
-        input_size = _flat(plan.populations[plan.input_name].shape)
-        self.source = Source(data=np.zeros(input_size + (self.buffer,)))
-        self.neurons, self.spike_sinks = {}, {}
-        for population in plan.neuron_populations:
-            if self.host_output and population.name == plan.output_population:
-                continue
-            self.neurons[population.name] = LIFReset(
-                shape=_flat(population.shape),
-                reset_interval=self.period,
-                reset_offset=(1 + population.depth) % self.period,
-                name=population.name,
-                **self._params(population),
-            )
-            if self.record_spikes:
-                sink = Sink(shape=_flat(population.shape), buffer=self.buffer)
-                self.neurons[population.name].s_out.connect(sink.a_in)
-                self.spike_sinks[population.name] = sink
-        spiking_output = plan.output_population is not None and not self.host_output
-        if spiking_output and plan.output_population in self.spike_sinks:
-            self.output_sink = self.spike_sinks[plan.output_population]
+                self.run_cfg = Loihi2SimCfg(select_tag="floating_pt",
+                                            exception_proc_model_map=dict(CANONICAL_FLOAT_MODELS))
         else:
-            self.output_sink = Sink(shape=_flat(plan.output_shape), buffer=self.buffer)
-            if spiking_output:
-                self.neurons[plan.output_population].s_out.connect(self.output_sink.a_in)
-        # the output sink records what arrives at the Output node, or the
-        # current into a host-integrated (non-spiking) output population
-        recorded_targets = {plan.output_name} | ({plan.output_population} if self.host_output else set())
-        self.synapses = []
-        for projection in plan.projections:
-            synapse = self._synapse(projection)
-            self.synapses.append(synapse)
-            self._out_port(projection.source, projection, synapse)
-            if projection.target in recorded_targets:
-                self._into(synapse, projection, self.output_sink.a_in)
-            else:
-                self._into(synapse, projection, self.neurons[projection.target].a_in)
-
-    def _synapse(self, projection: Projection):
-        from lava.proc.conv.process import Conv
-        from lava.proc.dense.process import Dense, DelayDense
-
-        graded = 24 if self.plan.populations[projection.source].is_input else 0
-        weights = None
-        extra = {}
-        if self.quantized is not None:
-            weights, extra = self.quantized.projection_weights(projection)
-        if projection.kind == "conv" and projection.delay == 0:
-            weight = _lava_conv_weight(projection.weight if weights is None else weights)
-            c, h, w = projection.conv_input_shape
-            return Conv(weight=weight, input_shape=(w, h, c), padding=projection.padding[::-1],
-                        stride=projection.stride[::-1], dilation=projection.dilation[::-1],
-                        groups=projection.groups, num_message_bits=graded, name=projection.name, **extra)
-        matrix = dense_of(projection) if weights is None else weights
-        if projection.delay > 0:
-            return DelayDense(weights=matrix, delays=int(projection.delay), num_message_bits=graded,
-                              name=projection.name, **extra)
-        return Dense(weights=matrix, num_message_bits=graded, name=projection.name, **extra)
-
-    def _out_port(self, name: str, projection: Projection, synapse) -> None:
-        port = self.source.s_out if name == self.plan.input_name else self.neurons[name].s_out
-        if projection.kind == "conv" and projection.delay == 0:
-            c, h, w = projection.conv_input_shape
-            port = port.reshape((c, h, w)).transpose((2, 1, 0))
-        port.connect(synapse.s_in)
-
-    def _into(self, synapse, projection: Projection, in_port) -> None:
-        port = synapse.a_out
-        if projection.kind == "conv" and projection.delay == 0:
-            port = port.transpose((2, 1, 0)).reshape(in_port.shape)
-        port.connect(in_port)
+            self.anchor = DeployedNetwork(plan=plan, period=self.period, capacity=self.capacity, lanes=self.lanes,
+                                          record_spikes=True, quantized=quantized)
+            self.neurons = {}
+            self.frames, self.outputs = self.anchor.frames, self.anchor.outputs
+            self._spike_vars = self._deployed_spike_vars
 
     # ------------------------------------------------------------------ run
 
@@ -238,53 +181,69 @@ class LavaNetwork:
         if latencies.shape != (samples,) or latencies.min(initial=1) < 1 or latencies.max(initial=1) > steps:
             raise UserError(f"latencies must be {samples} integers in 1..{steps}")
         outputs = np.zeros((samples, self.max_latency, *plan.output_shape))
-        spikes = {name: np.zeros((samples, self.max_latency, *plan.populations[name].shape))
-                  for name in self.spike_sinks}
-        for start in range(0, samples, self.capacity):
-            chunk = slice(start, min(samples, start + self.capacity))
-            self._run_chunk(x[chunk], latencies[chunk], outputs[chunk], {k: v[chunk] for k, v in spikes.items()})
+        spikes = {p.name: np.zeros((samples, self.max_latency, *p.shape)) for p in self.recorded} \
+            if self.want_spikes else {}
+        counters = None
+        if self.mode == "fused":
+            counters = (np.zeros((samples, self.max_latency, len(plan.projections), 2)),
+                        {p.name: np.zeros((samples, self.max_latency)) for p in self.recorded})
+        per_run = self.capacity * self.lanes
+        for start in range(0, samples, per_run):
+            chunk = slice(start, min(samples, start + per_run))
+            chunk_counters = None if counters is None else (counters[0][chunk], {k: v[chunk] for k, v in counters[1].items()})
+            self._run_chunk(x[chunk], latencies[chunk], outputs[chunk], {k: v[chunk] for k, v in spikes.items()},
+                            chunk_counters)
             if progress is not None:
                 progress(chunk.stop)
-        return LavaResult(outputs, spikes)
+        if counters is None:
+            return LavaResult(outputs, spikes)
+        return LavaResult(outputs, spikes, counters[0], counters[1])
+
+    def _slots(self, count: int):
+        """(lane, slot) of the k-th sample of a run: lanes first, then ring slots."""
+        return [(k % self.lanes, k // self.lanes) for k in range(count)]
 
     def _frames(self, x: np.ndarray, latencies: np.ndarray) -> np.ndarray:
-        data = np.zeros((int(np.prod(x.shape[2:])), self.buffer))
+        data = np.zeros((self.lanes, int(np.prod(x.shape[2:])), self.buffer))
         frames = x.reshape(x.shape[0], x.shape[1], -1)
         if self.quantized is not None:
             frames = self.quantized.input_frames(frames)
         offset = self.steps_run % self.buffer
-        for k, t in enumerate(latencies):
-            columns = (offset + k * self.period + np.arange(t)) % self.buffer
-            data[:, columns] = frames[k, :t].T
+        for k, ((lane, slot), t) in enumerate(zip(self._slots(len(latencies)), latencies)):
+            columns = (offset + slot * self.period + np.arange(t)) % self.buffer
+            data[lane][:, columns] = frames[k, :t].T
         return data
 
-    def _ring_slice(self, data: np.ndarray, k: int, depth: int) -> np.ndarray:
-        """Logical steps 1..T of sample k at pipeline depth ``depth``: [T, N]."""
+    def _ring_slice(self, data: np.ndarray, lane: int, slot: int, depth: int) -> np.ndarray:
+        """Logical steps 1..T of the sample in (lane, slot) at pipeline depth ``depth``: [T, N]."""
         offset = self.steps_run % self.buffer
-        steps = offset + k * self.period + depth + np.arange(self.max_latency)
-        return data[:, steps % self.buffer].T
+        steps = offset + slot * self.period + depth + np.arange(self.max_latency)
+        return data[lane][:, steps % self.buffer].T
 
-    def _run_chunk(self, x, latencies, outputs, spikes) -> None:
+    def _run_chunk(self, x, latencies, outputs, spikes, counters=None) -> None:
         from lava.magma.core.run_conditions import RunSteps
 
         data = self._frames(x, latencies)
-        if self.started:
-            self._guarded(lambda: self.source.data.set(data), 0, "input update")
+        data = data.reshape(-1, self.buffer)  # lanes stacked along the rows
+        if self.shared is not None:
+            self.shared.arrays["frames"][...] = data
+        elif self.started:
+            self._guarded(lambda: self.frames.set(data), 0, "input update")
         else:
-            self.source.data.init = data
-        steps = len(latencies) * self.period
+            self.frames.init = data
+        slots = self._slots(len(latencies))
+        steps = (max(slot for _, slot in slots) + 1) * self.period
         startup = 0 if self.started else self.startup_seconds
         self.started = True
-        self._guarded(lambda: self.source.run(condition=RunSteps(num_steps=steps), run_cfg=self.run_cfg),
+        self._guarded(lambda: self.anchor.run(condition=RunSteps(num_steps=steps), run_cfg=self.run_cfg),
                       startup + steps * self.step_seconds, f"run of {steps} steps")
         plan = self.plan
-        recorded = self._guarded(self.output_sink.data.get, 0, "read of the output")
-        for k, t in enumerate(latencies):
+        recorded = self._read("outputs", lambda: self.outputs.get()).reshape(self.lanes, -1, self.buffer)
+        for k, ((lane, slot), t) in enumerate(zip(slots, latencies)):
+            values = self._ring_slice(recorded, lane, slot, plan.output_depth)
             if self.host_output:
-                current = self._ring_slice(recorded, k, plan.output_depth)
-                values = self._integrate_output(current)
+                values = self._integrate_output(values)
             else:
-                values = self._ring_slice(recorded, k, plan.output_depth)
                 if self.quantized is not None:
                     values = self.quantized.output_values(values)
                 if plan.output_population is None:
@@ -292,15 +251,56 @@ class LavaNetwork:
             values = values.reshape(self.max_latency, *plan.output_shape)
             values[t:] = 0
             outputs[k] = values
-        for name, sink in self.spike_sinks.items():
-            recorded = self._guarded(sink.data.get, 0, f"read of {name}'s spikes")
-            depth = plan.populations[name].depth
-            shape = plan.populations[name].shape
-            for k, t in enumerate(latencies):
-                trace = (self._ring_slice(recorded, k, depth) != 0).astype(np.float64)
-                trace[t:] = 0
-                spikes[name][k] = trace.reshape(self.max_latency, *shape)
+        if spikes:
+            for population, recorded in self._read_spikes():
+                for k, ((lane, slot), t) in enumerate(zip(slots, latencies)):
+                    trace = self._ring_slice(recorded, lane, slot, population.depth) != 0
+                    trace = trace.astype(np.float64)
+                    trace[t:] = 0
+                    spikes[population.name][k] = trace.reshape(self.max_latency, *population.shape)
+        if counters is not None:
+            self._read_counters(slots, latencies, *counters)
         self.steps_run += steps
+
+    def _read(self, name: str, get):
+        """An array the network wrote: from shared memory (fused) or a Lava Var."""
+        if self.shared is not None:
+            return self.shared.arrays[name].copy()
+        return self._guarded(get, 0, f"read of the {name}")
+
+    def _deployed_spike_vars(self) -> dict:
+        """The per-layer graph's spike Vars, one per recorded population."""
+        return {p.name: getattr(self.anchor, f"spikes_{i}") for i, p in enumerate(self.recorded)}
+
+    def _read_spikes(self):
+        """(population, recorded spikes [lanes, N, ring]) for every recorded population."""
+        if self.mode == "fused":
+            recorded = self.shared.arrays["spikes"].copy().reshape(self.lanes, -1, self.buffer)
+            offset = 0
+            for population in self.recorded:
+                yield population, recorded[:, offset: offset + population.size]
+                offset += population.size
+            return
+        for population in self.recorded:
+            var = self._spike_vars()[population.name]
+            yield population, self._guarded(var.get, 0, f"read of {population.name}'s spikes")[None]
+
+    def _read_counters(self, slots, latencies, operations: np.ndarray, spike_counts: dict) -> None:
+        """The fused model's live counters, at each count's own pipeline depth."""
+        plan = self.plan
+        counts = self.shared.arrays["operations"].copy().reshape(self.lanes, len(plan.projections) * 2, self.buffer)
+        fired = self.shared.arrays["firing"].copy().reshape(self.lanes, len(self.recorded), self.buffer)
+        for k, ((lane, slot), t) in enumerate(zip(slots, latencies)):
+            for index, projection in enumerate(plan.projections):
+                depth = plan.populations[projection.source].depth
+                rows = counts[:, 2 * index: 2 * index + 2]
+                operations[k, :, index] = self._ring_slice(rows, lane, slot, depth)
+            for index, population in enumerate(self.recorded):
+                trace = self._ring_slice(fired[:, index: index + 1], lane, slot, population.depth)[:, 0]
+                spike_counts[population.name][k] = trace
+            operations[k, t:] = 0
+            for name in spike_counts:
+                spike_counts[name][k, t:] = 0
 
     def _integrate_output(self, current: np.ndarray) -> np.ndarray:
         population = self.plan.populations[self.plan.output_population]
@@ -321,7 +321,7 @@ class LavaNetwork:
         if self.closed:
             raise RunFailure("the Lava network was stopped after an earlier failure")
         try:
-            return guarded(call, lambda: self.source.runtime, self.round_trip_seconds + seconds, what,
+            return guarded(call, lambda: self.anchor.runtime, self.round_trip_seconds + seconds, what,
                            watch_processes)
         except RunFailure:
             self.closed = True  # the watchdog already stopped every Lava process
@@ -329,12 +329,13 @@ class LavaNetwork:
 
     def close(self) -> None:
         """Stop the Lava runtime (frees its OS processes and shared memory)."""
-        if self.started and not self.closed:
-            try:
-                self._guarded(self.source.stop, 0, "stop", watch_processes=False)
-            finally:
-                self.closed = True
-        self.closed = True
+        try:
+            if self.started and not self.closed:
+                self._guarded(self.anchor.stop, 0, "stop", watch_processes=False)
+        finally:
+            self.closed = True
+            if self.shared is not None:
+                self.shared.release()
 
     def __enter__(self) -> "LavaNetwork":
         return self

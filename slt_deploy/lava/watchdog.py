@@ -76,6 +76,13 @@ def force_cleanup(runtime) -> None:
             pass
 
 
+def _failure_of(actor):
+    try:
+        return actor.exception
+    except Exception:
+        return None
+
+
 def _actor_error(actor) -> str:
     try:
         failure = actor.exception
@@ -119,6 +126,8 @@ def guarded(call: Callable[[], Any], runtime: Callable[[], Any], timeout: float,
             )
     if "error" in outcome:
         error = outcome["error"]
+        cause = next((_actor_error(a) for a in lava_actors(runtime()) if _failure_of(a)), None)
         force_cleanup(runtime())
-        raise RunFailure(f"Lava {what} failed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+        detail = cause or f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        raise RunFailure(f"Lava {what} failed: {detail}")
     return outcome.get("value")
