@@ -98,7 +98,7 @@ from .errors import UserError
 from .export import _GraphBuilder
 from .lava.compat import import_lava
 from .neuron import LIFParameters
-from .zoo import LAYER_KEYS, AvgPool, Flatten, Recipe, _positive_int
+from .zoo import AvgPool, Flatten, Recipe, parse_layer
 
 BACKENDS = ("norse", "lava-dl")
 """Training backends: norse's LIF-box (the model zoo) and lava-dl slayer (this module)."""
@@ -264,48 +264,23 @@ class SlayerNetwork(nn.Module):
 
 
 def _build_stage(slayer, spec: dict, shape: tuple[int, ...], recipe: Recipe, index: int):
-    kind = spec.get("type")
-    if kind == "residual":
+    if spec.get("type") == "residual":
         raise UserError(f"recipe {recipe.name}: layer {index} (residual) is not supported by the lava-dl "
                         "backend (slayer blocks form a chain; netx cannot express the shortcut): use --backend norse")
-    if kind not in LAYER_KEYS:
-        raise UserError(f"recipe {recipe.name}: unknown layer type {kind!r} (known: {', '.join(LAYER_KEYS)})")
-    unknown = set(spec) - LAYER_KEYS[kind] - {"type"}
-    if unknown:
-        raise UserError(f"recipe {recipe.name}: layer {index} ({kind}) has unknown keys {sorted(unknown)}")
-    if kind == "linear":
-        if len(shape) != 1:
-            raise UserError(f"recipe {recipe.name}: layer {index} (linear) needs a flat input, got {shape}")
-        features = _positive_int(spec, "features")
-        block = slayer.block.cuba.Dense(neuron_params(recipe.neuron, features), shape[0], features,
+    layer = parse_layer(spec, shape, recipe, index)
+    if layer.kind == "linear":
+        block = slayer.block.cuba.Dense(neuron_params(recipe.neuron, layer.features), shape[0], layer.features,
                                         weight_scale=WEIGHT_SCALE, delay_shift=False)
-        return SlayerSpikingLayer(block), (features,)
-    if kind == "flatten":
-        return Flatten(), (math.prod(shape),)
-    if len(shape) != 3:
-        raise UserError(f"recipe {recipe.name}: layer {index} ({kind}) needs a [C, H, W] input, got {shape}")
-    channels, height, width = shape
-    if kind == "conv":
-        out = _positive_int(spec, "channels")
-        kernel = _positive_int(spec, "kernel", 3)
-        stride = _positive_int(spec, "stride", 1)
-        dilation = _positive_int(spec, "dilation", 1)
-        groups = _positive_int(spec, "groups", 1)
-        padding = spec.get("padding", 0)
-        if not isinstance(padding, int) or isinstance(padding, bool) or padding < 0:
-            raise UserError(f"recipe {recipe.name}: layer {index} (conv): 'padding' must be an integer >= 0")
-        if channels % groups or out % groups:
-            raise UserError(f"recipe {recipe.name}: layer {index} (conv): groups {groups} must divide "
-                            f"{channels} input and {out} output channels")
-        block = slayer.block.cuba.Conv(neuron_params(recipe.neuron, out), channels, out, kernel, stride=stride,
-                                       padding=padding, dilation=dilation, groups=groups,
+        return SlayerSpikingLayer(block), layer.out_shape
+    if layer.kind == "flatten":
+        return Flatten(), layer.out_shape
+    if layer.kind == "conv":
+        block = slayer.block.cuba.Conv(neuron_params(recipe.neuron, layer.channels), shape[0], layer.channels,
+                                       layer.kernel, stride=layer.stride, padding=layer.padding,
+                                       dilation=layer.dilation, groups=layer.groups,
                                        weight_scale=WEIGHT_SCALE, delay_shift=False)
-        size = lambda n: (n + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1  # noqa: E731
-        return SlayerSpikingLayer(block), (out, size(height), size(width))
-    kernel = height if kind == "global_avgpool" else _positive_int(spec, "kernel")
-    if height % kernel or width % kernel:
-        raise UserError(f"recipe {recipe.name}: layer {index} pools {height}x{width} by {kernel}: sizes must divide")
-    return AvgPool(kernel), (channels, height // kernel, width // kernel)
+        return SlayerSpikingLayer(block), layer.out_shape
+    return AvgPool(layer.kernel), layer.out_shape
 
 
 def build_slayer_model(recipe: Recipe) -> SlayerNetwork:

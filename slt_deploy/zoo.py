@@ -332,42 +332,84 @@ def _positive_int(spec: dict, key: str, default: int | None = None) -> int:
     return value
 
 
-def _build_stage(spec: dict, shape: tuple[int, ...], recipe: Recipe, index: int):
+@dataclass(frozen=True)
+class LayerSpec:
+    """One recipe layer, validated against its input shape (every backend builds
+    from this). ``out_shape``: the layer's output shape; the other fields are
+    the layer type's settings (``features`` of a linear layer; ``channels``,
+    ``kernel``, ``stride``, ``padding``, ``dilation``, ``groups`` of a conv;
+    ``kernel`` of a pooling; ``channels`` and ``stride`` of a residual block)."""
+
+    kind: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    features: int = 0
+    channels: int = 0
+    kernel: int = 1
+    stride: int = 1
+    padding: int = 0
+    dilation: int = 1
+    groups: int = 1
+
+
+def parse_layer(spec: dict, shape: tuple[int, ...], recipe: Recipe, index: int) -> LayerSpec:
+    """Validate layer ``index`` of ``recipe`` (input ``shape``); one-line UserError otherwise."""
     kind = spec.get("type")
+    where = f"recipe {recipe.name}: layer {index} ({kind})"
     if kind not in LAYER_KEYS:
         raise UserError(f"recipe {recipe.name}: unknown layer type {kind!r} (known: {', '.join(LAYER_KEYS)})")
     unknown = set(spec) - LAYER_KEYS[kind] - {"type"}
     if unknown:
-        raise UserError(f"recipe {recipe.name}: layer {index} ({kind}) has unknown keys {sorted(unknown)}")
-    neuron = LIFNeuron(recipe.neuron, recipe.dt)
+        raise UserError(f"{where} has unknown keys {sorted(unknown)}")
     if kind == "linear":
         if len(shape) != 1:
-            raise UserError(f"recipe {recipe.name}: layer {index} (linear) needs a flat input, got {shape}")
+            raise UserError(f"{where} needs a flat input, got {shape}")
         features = _positive_int(spec, "features")
-        return SpikingLayer(nn.Linear(shape[0], features, bias=False), nn.BatchNorm1d(features), neuron), (features,)
+        return LayerSpec(kind, shape, (features,), features=features)
     if kind == "flatten":
-        return Flatten(), (math.prod(shape),)
+        return LayerSpec(kind, shape, (math.prod(shape),))
     if len(shape) != 3:
-        raise UserError(f"recipe {recipe.name}: layer {index} ({kind}) needs a [C, H, W] input, got {shape}")
+        raise UserError(f"{where} needs a [C, H, W] input, got {shape}")
     channels, height, width = shape
     if kind == "conv":
         out = _positive_int(spec, "channels")
-        kernel = _positive_int(spec, "kernel", 3)
-        stride = _positive_int(spec, "stride", 1)
-        dilation = _positive_int(spec, "dilation", 1)
-        groups = _positive_int(spec, "groups", 1)
+        kernel, stride = _positive_int(spec, "kernel", 3), _positive_int(spec, "stride", 1)
+        dilation, groups = _positive_int(spec, "dilation", 1), _positive_int(spec, "groups", 1)
         padding = spec.get("padding", 0)
-        conv = nn.Conv2d(channels, out, kernel, stride, padding, dilation, groups, bias=False)
-        size = lambda n: (n + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1  # noqa: E731
-        return SpikingLayer(conv, nn.BatchNorm2d(out), neuron), (out, size(height), size(width))
+        if not isinstance(padding, int) or isinstance(padding, bool) or padding < 0:
+            raise UserError(f"{where}: 'padding' must be an integer >= 0")
+        if channels % groups or out % groups:
+            raise UserError(f"{where}: groups {groups} must divide {channels} input and {out} output channels")
+        size = [(n + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1 for n in (height, width)]
+        if min(size) < 1:
+            raise UserError(f"{where}: kernel {kernel} (dilation {dilation}) does not fit a {height}x{width} input")
+        return LayerSpec(kind, shape, (out, *size), channels=out, kernel=kernel, stride=stride, padding=padding,
+                         dilation=dilation, groups=groups)
     if kind == "residual":
         out, stride = _positive_int(spec, "channels"), _positive_int(spec, "stride", 1)
-        block = ResidualBlock(channels, out, stride, recipe.neuron, recipe.dt)
-        return block, (out, (height - 1) // stride + 1, (width - 1) // stride + 1)
+        return LayerSpec(kind, shape, (out, (height - 1) // stride + 1, (width - 1) // stride + 1),
+                         channels=out, stride=stride)
     kernel = height if kind == "global_avgpool" else _positive_int(spec, "kernel")
     if height % kernel or width % kernel:
         raise UserError(f"recipe {recipe.name}: layer {index} pools {height}x{width} by {kernel}: sizes must divide")
-    return AvgPool(kernel), (channels, height // kernel, width // kernel)
+    return LayerSpec(kind, shape, (channels, height // kernel, width // kernel), kernel=kernel)
+
+
+def _build_stage(spec: dict, shape: tuple[int, ...], recipe: Recipe, index: int):
+    layer = parse_layer(spec, shape, recipe, index)
+    neuron = LIFNeuron(recipe.neuron, recipe.dt)
+    if layer.kind == "linear":
+        linear = nn.Linear(shape[0], layer.features, bias=False)
+        return SpikingLayer(linear, nn.BatchNorm1d(layer.features), neuron), layer.out_shape
+    if layer.kind == "flatten":
+        return Flatten(), layer.out_shape
+    if layer.kind == "conv":
+        conv = nn.Conv2d(shape[0], layer.channels, layer.kernel, layer.stride, layer.padding, layer.dilation,
+                         layer.groups, bias=False)
+        return SpikingLayer(conv, nn.BatchNorm2d(layer.channels), neuron), layer.out_shape
+    if layer.kind == "residual":
+        return ResidualBlock(shape[0], layer.channels, layer.stride, recipe.neuron, recipe.dt), layer.out_shape
+    return AvgPool(layer.kernel), layer.out_shape
 
 
 def build_model(recipe: Recipe) -> SpikingNetwork:
