@@ -37,9 +37,9 @@ class Simulation:
 
 
 def input_kind_of(graph, given: str | None = None) -> str:
-    kind = given or (graph.metadata or {}).get("input_kind") or "spikes"
-    if kind not in ("spikes", "analog"):
-        raise UserError(f"input kind must be spikes or analog, got '{kind}'")
+    kind = given or (graph.metadata or {}).get("input_kind", "spikes")
+    if not isinstance(kind, str) or kind not in ("spikes", "analog"):
+        raise UserError(f"input kind must be spikes or analog, got '{str(kind)[:60]}'")
     return kind
 
 

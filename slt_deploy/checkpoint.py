@@ -39,13 +39,21 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint safely (weights only); one-line errors for a missing,
     corrupt, foreign or code-carrying file."""
     path = require_file(path, "checkpoint")
+    if not zipfile.is_zipfile(path):  # torch.save writes zip archives; anything else is not ours
+        raise UserError(f"checkpoint {path} is corrupt or not a torch file (not a zip archive)")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unpickling refused"
-        raise UserError(f"checkpoint {path} was refused by the safe loader (weights_only): {first}") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise UserError(f"checkpoint {path} is corrupt or not a torch file: {str(exc).splitlines()[0]}") from None
+        # torch's message suggests weights_only=False; name what was refused instead
+        lines = [line for line in str(exc).splitlines() if line.strip() and "weights_only" not in line]
+        reason = next((line for line in lines if "GLOBAL" in line or "Unsupported" in line),
+                      lines[0] if lines else "not plain data")
+        raise UserError(f"checkpoint {path} was refused by the safe loader (weights_only): it holds code or "
+                        f"objects, not plain data ({reason.strip()[:200]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError, TypeError,
+            AttributeError, MemoryError) as exc:  # a text or random file fails deep inside the unpickler
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"checkpoint {path} is corrupt or not a torch file: {reason}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise UserError(f"{path} is not an slt-deploy checkpoint (format {FORMAT})")
     for key in ("recipe", "model"):

@@ -6,6 +6,8 @@ Bad input ends in one line on stderr and exit code 2 (no traceback); see
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -22,8 +24,10 @@ app = typer.Typer(
     help="Train SNNs with Stochastic Latency Training, deploy them through NIR to Lava, "
     "and run them on an energy budget.",
 )
-console = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
+# markup off: file names, labels and model names from user files are printed as they are
+console = Console(stderr=True, soft_wrap=True, markup=False)
+out = Console(soft_wrap=True, markup=False)
+MAX_INFERENCES = 10_000_000  # longest mission of `control` (its input stream is held in memory)
 
 
 def _progress():
@@ -41,9 +45,28 @@ def _progress():
 
 
 def _default_checkpoint_path(recipe) -> Path:
+    from .files import safe_name
+
     s = recipe.train
     backend = "" if recipe.backend == "norse" else f"-{recipe.backend}"
-    return Path("runs") / f"{recipe.name}-{s.method}-{s.loss}-T{s.latency}-s{s.seed}{backend}.pt"
+    # the recipe's name comes from a user file: it becomes one file name inside runs/, never a path
+    return Path("runs") / safe_name(f"{recipe.name}-{s.method}-{s.loss}-T{s.latency}-s{s.seed}{backend}.pt")
+
+
+def _not_an_input(output, *inputs) -> None:
+    """Refuse an output path that is one of the command's own input files (it would be overwritten)."""
+    for source in inputs:
+        if source is not None and Path(output).resolve() == Path(source).resolve():
+            raise UserError(f"the output {output} is the input file {source}: give another output path")
+
+
+def _check_latency(value: Optional[int]) -> None:
+    from .nirfile import MAX_LATENCY
+
+    if value is not None and value < 1:
+        raise UserError(f"latency must be >= 1 time step, got {value}")
+    if value is not None and value > MAX_LATENCY:
+        raise UserError(f"latency must be at most {MAX_LATENCY} time steps, got {value}")
 
 
 @app.command()
@@ -67,11 +90,16 @@ def train(
     download: bool = typer.Option(False, "--download", help="Download the event data set (dvsgesture, cifar10dvs, nmnist) if it is not on disk."),
 ):
     """Train a model with SLT (or a fixed latency); writes a checkpoint after every epoch."""
+    import math
     import os
 
-    from .training import distributed_worker, new_run, resume_run, train as train_run, with_settings
+    from .files import check_output_file
+    from .training import distributed_worker, new_run, resume_run, train as train_run, validate_settings, with_settings
     from .zoo import load_recipe
 
+    for option, value in (("--lr", lr), ("--lambda", lam)):
+        if value is not None and not math.isfinite(value):
+            raise UserError(f"{option} must be a finite number, got {value}")
     if nproc < 1:
         raise UserError(f"--nproc must be >= 1, got {nproc}")
     if not (device == "cpu" or device.startswith("cuda")):
@@ -90,14 +118,17 @@ def train(
 
             download_data(run.recipe.dataset)
         path = output or resume
+        check_output_file(path, "checkpoint")
     else:
         recipe = with_settings(load_recipe(model), **overrides)
         if download:
             from .events import download_data
 
             download_data(recipe.dataset)
+        validate_settings(recipe.train)  # before a download or any output
+        path = output or _default_checkpoint_path(recipe)
+        check_output_file(path, "checkpoint")
         run = new_run(recipe)
-        path = output or _default_checkpoint_path(run.recipe)
     s = run.recipe.train
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if s.backend == "lava-dl" and max(nproc, world) > 1:
@@ -145,20 +176,24 @@ def evaluate(
     from .checkpoint import load_checkpoint, model_from_checkpoint
     from .data import load_split
     from .evaluation import latency_profile
-    from .files import write_json
+    from .files import check_output_file, require_file, write_json
     from .report import plot_accuracy_per_latency, rich_table
     from .zoo import recipe_from_dict
 
+    json_path = check_output_file(output or require_file(checkpoint, "checkpoint").with_suffix(".eval.json"),
+                                  "accuracy profile")
+    if json_path.suffix == ".png":
+        raise UserError(f"--output {json_path} is the JSON profile: its PNG plot goes beside it (give a .json name)")
+    png_path = check_output_file(json_path.with_suffix(".png"), "plot")
+    _not_an_input(json_path, checkpoint)
+    _not_an_input(png_path, checkpoint)
     stored = load_checkpoint(checkpoint)
     recipe = recipe_from_dict(stored["recipe"])
     model = model_from_checkpoint(stored, str(checkpoint))
     T = recipe.train.latency if latency is None else latency
-    if T < 1:
-        raise UserError(f"latency must be >= 1 time step, got {T}")
+    _check_latency(T)
     dataset = load_split(data or recipe.dataset, split, recipe.input_shape, frames=recipe.train.latency)
     profile = latency_profile(model, dataset, T, encoding or recipe.encoding, recipe.train.method, recipe.train.loss)
-    json_path = output or checkpoint.with_suffix(".eval.json")
-    png_path = Path(json_path).with_suffix(".png")
     write_json(json_path, profile.to_dict())
     label = f"{recipe.train.method}-{recipe.train.loss}"
     plot_accuracy_per_latency({label: profile.accuracy}, png_path, f"{recipe.name} on {dataset.dataset}/{profile.encoding}")
@@ -176,13 +211,17 @@ def export(
     """Export a checkpoint as a NIR graph (BatchNorm folded, LIF as nir.LIF, readout Affine -> Output)."""
     from .checkpoint import load_checkpoint, model_from_checkpoint
     from .export import export_model
-    from .files import read_json
+    from .files import check_output_file, read_json
     from .nirfile import write_graph
 
+    _not_an_input(output, checkpoint, profile)
+    check_output_file(output, "NIR file")
     model = model_from_checkpoint(load_checkpoint(checkpoint), str(checkpoint))
     default = checkpoint.with_suffix(".eval.json")
     profile_path = profile if profile is not None else (default if default.is_file() else None)
     data = read_json(profile_path, "accuracy profile") if profile_path is not None else None
+    if data is not None and not (isinstance(data, dict) and isinstance(data.get("accuracy"), list)):
+        raise UserError(f"{profile_path} is not an accuracy profile written by `slt-deploy eval`")
     graph = export_model(model.double(), profile=data)
     write_graph(graph, output)
     console.print(f"wrote {output}: {len(graph.nodes)} nodes, dt={graph.metadata['dt']} s, "
@@ -212,6 +251,12 @@ def run(
     from .nirfile import graph_dt, read_graph
     from .report import rich_table
 
+    if output_file is not None:
+        from .files import check_output_file
+
+        _not_an_input(output_file, model, input_file)
+        check_output_file(output_file, "output file")
+    _check_latency(latency)
     graph = read_graph(model)
     step = graph_dt(graph, dt)
     meta = graph.metadata or {}
@@ -223,8 +268,8 @@ def run(
 
         try:
             x = np.load(require_file(input_file, "input file"), allow_pickle=False)
-        except ValueError as exc:
-            raise UserError(f"{input_file} is not a plain .npy array: {exc}") from None
+        except (ValueError, EOFError, OSError) as exc:  # a pickle, a truncated or an empty file
+            raise UserError(f"{input_file} is not a plain .npy array: {str(exc) or type(exc).__name__}") from None
         if not np.issubdtype(x.dtype, np.number):
             raise UserError(f"{input_file} holds {x.dtype} values, not numbers")
         T = int(x.shape[1]) if x.ndim >= 2 else 0
@@ -317,15 +362,25 @@ def profile(
 ):
     """Accuracy, SOP, MAC, energy (mJ) and firing rates for every latency t = 1..T."""
     from .energy import load_profile
-    from .files import write_json
+    from .files import check_output_file, require_file, write_json
     from .nirfile import write_graph
     from .profiling import (graph_stream, noisy_streams, parse_noise, profile_model, profile_table,
                             store_in_graph)
     from .report import rich_table
 
+    _check_latency(latency)
+    require_file(model, "checkpoint" if model.suffix == ".pt" else "NIR file")
+    json_path = output or model.with_suffix(".profile.json")
+    _not_an_input(json_path, model)
+    check_output_file(json_path, "profile")
     hardware_profile = load_profile(hardware)
     noises = [parse_noise(text) for text in noise]
     graph, nir_path = _graph_of(model, nir_out)
+    if model.suffix == ".pt":  # a .nir given is where its profile is stored, by design
+        _not_an_input(nir_path, model)
+    check_output_file(nir_path, "NIR file")
+    if Path(json_path).resolve() == Path(nir_path).resolve():
+        raise UserError(f"the profile JSON and the NIR file would both be {json_path}: give another --output")
     x, labels, dataset, encoding = graph_stream(graph, data, split, samples, latency)
     noisy = noisy_streams(dataset, x, encoding, noises)
     with _progress() as bar:
@@ -340,7 +395,6 @@ def profile(
     header, rows = profile_table(result)
     out.print(rich_table(header, rows, f"{result['model']} on {hardware_profile.name} "
                                        f"({hardware_profile.evidence}), {len(x)} samples, {result['counting']}"))
-    json_path = output or model.with_suffix(".profile.json")
     write_json(json_path, result)
     store_in_graph(graph, result)
     write_graph(graph, nir_path)
@@ -354,15 +408,13 @@ def report(
     output: Path = typer.Option(Path("runs/report"), "--output", "-o", help="Folder for report.md and the PNGs."),
 ):
     """Markdown + PNG report: energy vs latency, accuracy vs energy (Pareto front), SOP per layer."""
-    from .files import read_json
-    from .report import energy_report
+    from .files import check_output_folder, read_json
+    from .report import check_profile, energy_report
 
     if not 1 <= len(profiles) <= 2:
         raise UserError("give one profile, or two to compare side by side")
-    loaded = [read_json(p, "profile") for p in profiles]
-    for path, p in zip(profiles, loaded):
-        if not isinstance(p, dict) or "energy_mj" not in p or "accuracy" not in p:
-            raise UserError(f"{path} is not a profile written by `slt-deploy profile`")
+    check_output_folder(output, "report folder")
+    loaded = [check_profile(read_json(p, "profile"), p) for p in profiles]
     names = labels.split(",") if labels else [f"{p['model']} {p['method']}".strip() for p in loaded]
     if len(names) != len(loaded) or len(set(names)) != len(names):
         names = [f"{name} ({i + 1})" for i, name in enumerate(names)][: len(loaded)]
@@ -393,12 +445,14 @@ def control(
     output: Path = typer.Option(Path("runs/control"), "--output", "-o", help="Folder for the JSON, tables and PNGs."),
 ):
     """Run inferences on an energy budget, choosing each one's latency (or judge the policies)."""
+    import math
+
     import numpy as np
 
-    from .files import write_json
-    from .nirfile import read_graph
+    from .files import check_output_folder, write_json
+    from .nirfile import metadata_json, read_graph
     from .profiling import graph_stream
-    from .report import controller_table, mission_timeline, rich_table
+    from .report import check_profile, controller_table, mission_timeline, rich_table
     from .runtime import (MEASURES, POLICIES, Budget, Controller, EnergyProfile, LavaEngine, TorchEngine, check_budget,
                           make_policy, run_mission)
     from .runtime_eval import calibrate
@@ -407,7 +461,13 @@ def control(
         raise UserError(f"unknown backend '{backend}': choose lava-fused, lava-float, lava-fixed or torch")
     if measure not in MEASURES:
         raise UserError(f"unknown confidence measure '{measure}': choose one of {', '.join(MEASURES)}")
+    if evaluate and budgets < 2:
+        raise UserError(f"--budgets must be >= 2 (levels from E(t=1) to E(t=T)), got {budgets}")
+    check_output_folder(output, "control folder")
     graph = read_graph(model)
+    stored = metadata_json(graph, "energy_profile_json")
+    if stored is not None:
+        check_profile(stored, f"the energy profile in {model}")
     profile = EnergyProfile.from_graph(graph)
     if evaluate:
         from .runtime_eval import judge
@@ -427,7 +487,11 @@ def control(
     if scenario is not None:
         budget, scenario_policy = Budget.from_scenario(scenario)
     else:
+        if duration_s is not None and rate_hz is not None and not math.isfinite(duration_s * rate_hz):
+            raise UserError("--duration-s x --rate-hz is too large a number of inferences")
         budget = Budget.from_options(battery_mj, inferences, duration_s, rate_hz, per_inference_mj, power_mw)
+    if budget.inferences is not None and budget.inferences > MAX_INFERENCES:
+        raise UserError(f"a mission of {budget.inferences} inferences is too long: at most {MAX_INFERENCES:,} per run")
     name = scenario_policy.get("name", policy)
     measure = scenario_policy.get("measure", measure)
     if name not in POLICIES:
@@ -497,18 +561,39 @@ def demo(
 ):
     """The main job: SLT vs fixed-latency training on rate-encoded digits, then NIR, Lava, energy and the controller."""
     from .demo import deploy_stage, run_demo
+    from .files import check_output_folder, safe_name
 
+    if safe_name(model) != model:  # the demo names its checkpoints after --model, inside --output
+        raise UserError(f"demo --model takes a recipe name (models/<name>.toml, or <name>.toml in this folder), "
+                        f"not a path: '{model}'")
+    check_output_folder(output, "demo folder")
     chosen = [s.strip() for s in losses.split(",") if s.strip()]
     run_demo(model, seeds, epochs, chosen, output, console, out, _progress)
     if "tet" in chosen:
         deploy_stage(model, output, console, out, _progress)
 
 
+def _terminate_like_ctrl_c() -> None:
+    """SIGTERM (kill, timeout, a service stop) ends a run as Ctrl-C does, so
+    that Lava's OS processes are stopped; a forked Lava process dies as before."""
+    main_pid = os.getpid()
+
+    def terminated(signum, frame):
+        if os.getpid() != main_pid:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminated)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: one-line errors and exit code 2 for bad input."""
+    """Entry point: one-line errors and exit code 2 for bad input; 130 when interrupted."""
     args = sys.argv[1:] if argv is None else argv
+    _terminate_like_ctrl_c()
     try:
-        app(args=args, prog_name="slt-deploy", standalone_mode=False)
+        code = app(args=args, prog_name="slt-deploy", standalone_mode=False)
     except UserError as exc:
         print(f"slt-deploy: error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -523,8 +608,12 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
+        code = 130
+    if code == 130:  # with standalone_mode=False click returns Ctrl-C as 130 instead of raising
         print("slt-deploy: interrupted", file=sys.stderr)
         sys.exit(130)
+    if isinstance(code, int) and code:  # another typer.Exit(code), also returned rather than raised
+        sys.exit(code)
 
 
 if __name__ == "__main__":

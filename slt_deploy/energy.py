@@ -44,6 +44,8 @@ from .files import read_toml
 HARDWARE_DIR = Path(__file__).resolve().parent.parent / "hardware"
 EVIDENCE_KINDS = ("measured", "simulated", "simulated minimum", "whole-chip average", "estimated")
 PJ_PER_MJ = 1e9
+MAX_PJ = 1e6  # 1 uJ per operation: far above any chip; larger values are typos (or overflow the sums)
+PROFILE_KEYS = {"name", "description", "source", "process_node", "precision", "evidence", "notes"}
 
 
 # --------------------------------------------------------------------------- counting
@@ -209,7 +211,7 @@ def load_profile(name_or_path: str) -> HardwareProfile:
     path = Path(name_or_path)
     if path.suffix != ".toml":
         path = HARDWARE_DIR / f"{name_or_path}.toml"
-        if not path.is_file():
+        if Path(name_or_path).name != name_or_path or name_or_path.startswith(".") or not path.is_file():
             raise UserError(
                 f"unknown hardware profile '{name_or_path}': choose one of {', '.join(available_profiles())}"
             )
@@ -221,6 +223,16 @@ def load_profile(name_or_path: str) -> HardwareProfile:
     for key in ("name", "source", "process_node", "precision", "evidence"):
         if not str(section.get(key, "")).strip():
             raise UserError(f"hardware profile {path}: '{key}' is missing (every profile states its source)")
+    unknown = (set(data) - {"profile", "energy", "sources"}) | {f"profile.{k}" for k in set(section) - PROFILE_KEYS}
+    if unknown:
+        raise UserError(f"hardware profile {path}: unknown sections or keys {sorted(unknown)}")
+    sources = data.get("sources", {})
+    for key, value in list(section.items()) + [(f"sources.{k}", v) for k, v in
+                                               (sources.items() if isinstance(sources, dict) else [])]:
+        if not isinstance(value, str):
+            raise UserError(f"hardware profile {path}: '{key}' must be a string, got {value!r}"[:300])
+    if not isinstance(sources, dict) or set(sources) - {"sop_pj", "mac_pj", "neuron_update_pj"}:
+        raise UserError(f"hardware profile {path}: [sources] names the source of sop_pj, mac_pj or neuron_update_pj")
     if section["evidence"] not in EVIDENCE_KINDS:
         raise UserError(f"hardware profile {path}: evidence must be one of {', '.join(EVIDENCE_KINDS)}")
     unknown = set(energy) - {"sop_pj", "mac_pj", "neuron_update_pj"}
@@ -232,8 +244,9 @@ def load_profile(name_or_path: str) -> HardwareProfile:
     for key in ("sop_pj", "mac_pj", "neuron_update_pj"):
         if key in energy:
             value = energy[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
-                raise UserError(f"hardware profile {path}: {key} must be a non-negative number, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_PJ:  # not NaN
+                raise UserError(f"hardware profile {path}: {key} must be a non-negative number of picojoules "
+                                f"(at most {MAX_PJ:g}), got {value!r}"[:300])
             values[key] = float(value)
     if section["evidence"] == "whole-chip average" and len(values) > 1:
         raise UserError(

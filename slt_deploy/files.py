@@ -8,8 +8,10 @@ file behind. Readers of user files turn every failure into a
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import tempfile
 import tomllib
 from contextlib import contextmanager
@@ -23,18 +25,95 @@ from .errors import UserError
 def atomic_path(destination: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``destination``; rename it into place on
     success, delete it on any exception."""
-    destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent)
+    destination = check_output_file(destination)
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        _remove_orphaned_temporaries(destination)
+        fd, tmp = tempfile.mkstemp(prefix=f".{destination.name}.{os.getpid()}.", suffix=".tmp",
+                                   dir=destination.parent)
+    except OSError as exc:
+        raise UserError(f"cannot write {destination}: {exc.strerror or exc}") from None
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; artefacts are ordinary files
     try:
         yield tmp_path
-        os.replace(tmp_path, destination)
+        try:
+            os.replace(tmp_path, destination)
+        except OSError as exc:
+            raise UserError(f"cannot write {destination}: {exc.strerror or exc}") from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _remove_orphaned_temporaries(destination: Path) -> None:
+    """Delete temporaries of ``destination`` left by a writer that was killed
+    (SIGKILL mid-write): their name carries the writer's pid, no longer alive."""
+    for leftover in destination.parent.glob(f".{glob.escape(destination.name)}.*.tmp"):
+        pid = leftover.name[len(destination.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            leftover.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _nearest_existing(path: Path) -> Path:
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return parent
+
+
+def check_output_file(path: str | os.PathLike, what: str = "output file") -> Path:
+    """Refuse, before any work is done, a file path that cannot be written: an
+    existing folder, or a path under a file or an unwritable folder. Creates nothing."""
+    path = Path(path)
+    if path.is_dir() or path.name in ("", ".", ".."):
+        raise UserError(f"{what} {path} is a folder: give a file name")
+    parent = _nearest_existing(path)
+    if not parent.is_dir():
+        raise UserError(f"cannot write {what} {path}: {parent} is not a folder")
+    _probe(parent, f"cannot write {what} {path}")
+    return path
+
+
+def _probe(folder: Path, problem: str) -> None:
+    """Create and drop a nameless file in ``folder`` (what permissions say is not
+    enough: a read-only mount, /proc, root)."""
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=".slt-deploy-probe."):
+            pass
+    except OSError as exc:
+        raise UserError(f"{problem}: {folder} is not writable ({exc.strerror or exc})") from None
+
+
+def check_output_folder(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Refuse, before any work is done, a folder that cannot be written (an
+    existing file, or a path under a file or an unwritable folder). Creates nothing."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{what} {path} is a file, not a folder")
+    parent = path if path.exists() else _nearest_existing(path)
+    if not parent.is_dir():
+        raise UserError(f"cannot write {what} {path}: {parent} is not a folder")
+    _probe(parent, f"cannot write {what} {path}")
+    return path
+
+
+def safe_name(text: str, fallback: str = "model") -> str:
+    """``text`` as one file name: letters, digits, '.', '_', '-' (anything else
+    becomes '_'), no leading dot -- it cannot name a folder or leave the one it is put in."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", str(text)).lstrip(".")
+    return name[:100] or fallback
 
 
 def _umask() -> int:
@@ -64,13 +143,17 @@ def read_toml(path: str | os.PathLike, what: str = "TOML file") -> dict[str, Any
     path = require_file(path, what)
     try:
         return tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{what} {path} is not valid TOML: {exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise UserError(f"{what} {path} is not valid TOML: {str(exc) or type(exc).__name__}") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
 
 
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
     path = require_file(path, what)
     try:
         return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{what} {path} is not valid JSON: {exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise UserError(f"{what} {path} is not valid JSON: {str(exc) or type(exc).__name__}") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {what} {path}: {exc.strerror or exc}") from None

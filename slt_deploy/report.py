@@ -10,6 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .errors import UserError
 from .files import atomic_path
 
 
@@ -78,6 +79,74 @@ def pareto_front(energy: Sequence[float], accuracy: Sequence[float]) -> list[int
             front.append(i)
             best = accuracy[i]
     return front
+
+
+MAX_VALUE = 1e30  # larger counts or energies are not measurements (and overflow the plots)
+HARDWARE_TEXT = ("name", "description", "source", "process_node", "precision", "evidence", "notes")
+HARDWARE_TERMS = ("sop_pj", "mac_pj", "neuron_update_pj")
+
+
+def _number(value, upper: float = MAX_VALUE) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 <= value <= upper  # not NaN
+
+
+def check_profile(data, source) -> dict:
+    """``data`` if it is a profile as `slt-deploy profile` writes it: the keys a
+    report and the runtime controller read, with the right types and lengths
+    (plain JSON data only). Anything else is a one-line error naming ``source``."""
+
+    def fail(problem: str):
+        raise UserError(f"{source} is not a profile written by `slt-deploy profile`: {problem}")
+
+    if not isinstance(data, dict):
+        fail("not a JSON object")
+    for key in ("model", "method", "loss", "backend", "counting"):
+        if not isinstance(data.get(key), str):
+            fail(f"'{key}' must be a string")
+    if not isinstance(data.get("samples"), int) or isinstance(data["samples"], bool) or data["samples"] < 1:
+        fail("'samples' must be a positive integer")
+    latency = data.get("latency")
+    if not isinstance(latency, list) or not latency or latency != list(range(1, len(latency) + 1)):
+        fail("'latency' must list the latencies 1..T")
+
+    def series(value, name: str, upper: float = MAX_VALUE):
+        if not isinstance(value, list) or len(value) != len(latency) or not all(_number(v, upper) for v in value):
+            fail(f"'{name}' must be {len(latency)} numbers in [0, {upper:g}]")
+
+    series(data.get("accuracy"), "accuracy", 1.0)
+    for key in ("energy_mj", "sop"):
+        if not isinstance(data.get(key), dict):
+            fail(f"'{key}' must be an object with 'mean' and 'std'")
+        for stat in ("mean", "std"):
+            series(data[key].get(stat), f"{key}.{stat}")
+    worst = data.get("worst_case_step")
+    if not isinstance(worst, dict) or not _number(worst.get("energy_mj")):
+        fail("'worst_case_step' must hold the energy_mj of one step")
+    if not isinstance(data.get("mac_once", True), bool):
+        fail("'mac_once' must be true or false")
+    hardware = data.get("hardware")
+    if not isinstance(hardware, dict) or set(hardware) - {*HARDWARE_TEXT, *HARDWARE_TERMS, "terms"}:
+        fail("'hardware' must be a hardware profile")
+    if not all(isinstance(hardware.get(key), str) for key in HARDWARE_TEXT):
+        fail(f"'hardware' needs the strings {', '.join(HARDWARE_TEXT)}")
+    if not all(hardware.get(key) is None or _number(hardware[key]) for key in HARDWARE_TERMS):
+        fail(f"'hardware' energies ({', '.join(HARDWARE_TERMS)}) must be non-negative numbers or null")
+    terms = hardware.get("terms", {})
+    if not isinstance(terms, dict) or not all(isinstance(v, str) for v in terms.values()):
+        fail("'hardware.terms' must map energy terms to their sources")
+    layers = data.get("layers")
+    if (not isinstance(layers, list) or not layers or not all(
+            isinstance(layer, dict) and isinstance(layer.get("name"), str) and _number(layer.get("ops_mean_at_T"))
+            for layer in layers)):
+        fail("'layers' must list the synaptic layers (name, ops_mean_at_T)")
+    noise = data.get("noise")
+    if not isinstance(noise, dict):
+        fail("'noise' must map each noise to its accuracy")
+    for label, values in noise.items():
+        if not isinstance(values, dict):
+            fail(f"noise '{label}' must hold its accuracy")
+        series(values.get("accuracy"), f"noise.{label}.accuracy", 1.0)
+    return data
 
 
 def energy_report(profiles: dict[str, dict], folder) -> list:
@@ -169,7 +238,7 @@ def energy_report(profiles: dict[str, dict], folder) -> list:
         (a_label, a), (b_label, b) = profiles.items()
         target = b["accuracy"][-1]
         reach = [i for i, acc in enumerate(a["accuracy"]) if acc >= target]
-        if reach:
+        if reach and b["energy_mj"]["mean"][-1] > 0:  # (a hardware profile may price operations at 0)
             i = reach[0]
             lines.append(
                 f"{a_label} reaches {b_label}'s accuracy at T ({100 * target:.2f} %) at t = {a['latency'][i]} with "

@@ -44,6 +44,7 @@ run online: steps after the stop are discarded and never charged.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
@@ -111,6 +112,9 @@ class Budget:
         unknown = set(data) - allowed
         if unknown:
             raise UserError(f"scenario {path}: unknown sections or keys {sorted(unknown)}")
+        for key in ("name", "description"):
+            if not isinstance(data.get(key, ""), str):
+                raise UserError(f"scenario {path}: '{key}' must be a string")
         budget = data.get("budget")
         if not isinstance(budget, dict):
             raise UserError(f"scenario {path} needs a [budget] section")
@@ -118,10 +122,23 @@ class Budget:
         unknown = set(budget) - keys
         if unknown:
             raise UserError(f"scenario {path}: unknown budget keys {sorted(unknown)}")
+        for key, value in budget.items():  # numbers a float can hold (TOML integers are unbounded here)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not abs(value) <= sys.float_info.max:
+                raise UserError(f"scenario {path}: budget {key} must be a finite number, got {value!r}"[:300])
+        if not math.isfinite(float(budget.get("duration_s", 0)) * float(budget.get("rate_hz", 0))):
+            raise UserError(f"scenario {path}: duration_s x rate_hz is too large a number of inferences")
         policy = data.get("policy", {})
+        if not isinstance(policy, dict):
+            raise UserError(f"scenario {path}: [policy] must be a table (name, latency, measure)")
         unknown = set(policy) - {"name", "latency", "measure"}
         if unknown:
             raise UserError(f"scenario {path}: unknown policy keys {sorted(unknown)}")
+        for key in ("name", "measure"):
+            if not isinstance(policy.get(key, ""), str):
+                raise UserError(f"scenario {path}: policy {key} must be a string, got {policy[key]!r}"[:300])
+        latency = policy.get("latency", 1)
+        if isinstance(latency, bool) or not isinstance(latency, int) or latency < 1:
+            raise UserError(f"scenario {path}: policy latency must be a positive whole number of steps, got {latency!r}")
         return cls.from_options(**budget), policy
 
 

@@ -20,6 +20,7 @@ every checkpoint, so ``resume`` continues bit for bit.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, replace
@@ -119,8 +120,8 @@ def validate_settings(settings: TrainSettings) -> None:
         raise UserError(f"lambda must lie in [0, 1], got {settings.lam}")
     if settings.loss == "sdt" and settings.lam != 0.0:
         raise UserError("lambda is the TET regulariser: it does not apply to --loss sdt")
-    if settings.epochs < 1 or settings.batch_size < 1 or settings.lr <= 0:
-        raise UserError("epochs and batch size must be >= 1 and the learning rate > 0")
+    if settings.epochs < 1 or settings.batch_size < 1 or not 0 < settings.lr < math.inf:
+        raise UserError("epochs and batch size must be >= 1 and the learning rate a finite number > 0")
     if settings.scheduler not in ("cosine", "none"):
         raise UserError(f"unknown scheduler '{settings.scheduler}': choose cosine or none")
 

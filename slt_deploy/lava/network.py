@@ -323,7 +323,7 @@ class LavaNetwork:
         try:
             return guarded(call, lambda: self.anchor.runtime, self.round_trip_seconds + seconds, what,
                            watch_processes)
-        except RunFailure:
+        except (RunFailure, KeyboardInterrupt):
             self.closed = True  # the watchdog already stopped every Lava process
             raise
 

@@ -7,23 +7,34 @@ into a running Lava network therefore goes through :func:`guarded`: the call
 runs in a daemon thread while the caller polls it; if one of Lava's OS
 processes dies, or the call outlives its time limit, every Lava process is
 terminated (then killed), the shared-memory manager is shut down (which
-unlinks all segments), and :class:`~slt_deploy.errors.RunFailure` is raised
-with one line saying what happened.
+unlinks all segments), the host threads the runtime left blocked are
+released, and :class:`~slt_deploy.errors.RunFailure` is raised with one line
+saying what happened.
 
-This reaches into ``Runtime._messaging_infrastructure`` (``actors``, ``smm``):
+Ctrl-C belongs to the caller: Lava's processes are forked from the call's
+thread with SIGINT blocked, so a Ctrl-C sent to the whole process group (a
+terminal) does not kill them half-way (each printed a traceback); the
+caller's KeyboardInterrupt stops everything as above at once and propagates
+(a polite ``stop()`` of a busy runtime would block until the time limit).
+
+This reaches into ``Runtime._messaging_infrastructure`` (``actors``, ``smm``)
+and the runtime's host ports (``service_to_runtime``, ``join()``):
 lava-nc 0.10.0 is final, and tests pin this behaviour.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import threading
 import time
+from multiprocessing import resource_tracker
 from typing import Any, Callable
 
 from ..errors import RunFailure
 
 POLL_SECONDS = 0.05
+FAILURE_GRACE_SECONDS = 1.0  # for a dying process's exception to arrive
 
 
 def _infrastructure(runtime):
@@ -68,12 +79,37 @@ def force_cleanup(runtime) -> None:
             smm.shutdown()
         except Exception:  # the manager may already be gone
             pass
+    _release_host_threads(runtime)
     watchdog = getattr(runtime, "_watchdog_manager", None)
     if watchdog is not None:
         try:
             watchdog.stop()
         except Exception:
             pass
+
+
+def _release_host_threads(runtime) -> None:
+    """End the host threads that a stopped runtime leaves blocked: the run
+    waiting in a selector for the runtime service's answer, and one thread
+    per host channel port (measured: 2-3 threads left per failure, each
+    keeping the runtime alive). The runtime is marked stopped, so that its
+    ``__del__`` does not talk to processes that are gone."""
+    if runtime is None:
+        return
+
+    def stopped():
+        raise RunFailure("the Lava runtime was stopped")
+
+    for port in list(getattr(runtime, "service_to_runtime", None) or []):
+        port.probe = stopped  # a selector waiting on this port raises when woken
+        observer = port.observer
+        if observer is not None:
+            observer()
+    try:
+        runtime.join()  # ends the ports' threads
+    except Exception:
+        pass
+    runtime._is_started = False
 
 
 def _failure_of(actor):
@@ -94,6 +130,20 @@ def _actor_error(actor) -> str:
     return f"exit code {_exitcode(actor)}"
 
 
+def _failure_message(runtime, dead) -> str:
+    """Why the Lava processes stopped: the exception one of them reported
+    (the raising process may end after the others, and Lava's own error path
+    may already have joined it), else how ``dead`` ended."""
+    deadline = time.monotonic() + FAILURE_GRACE_SECONDS
+    while True:
+        failed = next((actor for actor in lava_actors(runtime) if _failure_of(actor)), None)
+        if failed is not None:
+            return _actor_error(failed)
+        if time.monotonic() > deadline:
+            return _actor_error(dead)
+        time.sleep(POLL_SECONDS)
+
+
 def guarded(call: Callable[[], Any], runtime: Callable[[], Any], timeout: float, what: str,
             watch_processes: bool = True) -> Any:
     """Run ``call()``; fail fast if a Lava process dies (unless the call is
@@ -102,6 +152,11 @@ def guarded(call: Callable[[], Any], runtime: Callable[[], Any], timeout: float,
     outcome: dict[str, Any] = {}
 
     def target():
+        # Ctrl-C belongs to the caller (the main thread stops everything); Lava
+        # forks its processes from this thread, and they inherit the mask.
+        # (Starting the resource tracker would unblock SIGINT: start it first.)
+        resource_tracker.ensure_running()
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             outcome["value"] = call()
         except BaseException as exc:  # re-raised in the caller's thread
@@ -110,20 +165,25 @@ def guarded(call: Callable[[], Any], runtime: Callable[[], Any], timeout: float,
     thread = threading.Thread(target=target, name=f"lava {what}", daemon=True)
     started = time.monotonic()
     thread.start()
-    while True:
-        thread.join(POLL_SECONDS)
-        if not thread.is_alive():
-            break
-        actor = _dead_actor(runtime()) if watch_processes else None
-        if actor is not None:
-            message = _actor_error(actor)
-            force_cleanup(runtime())
-            raise RunFailure(f"Lava {what} failed: a Lava process stopped ({message}); all Lava processes were stopped")
-        if time.monotonic() - started > timeout:
-            force_cleanup(runtime())
-            raise RunFailure(
-                f"Lava {what} did not finish within {timeout:.0f} s (hang); all Lava processes were stopped"
-            )
+    try:
+        while True:
+            thread.join(POLL_SECONDS)
+            if not thread.is_alive():
+                break
+            actor = _dead_actor(runtime()) if watch_processes else None
+            if actor is not None:
+                message = _failure_message(runtime(), actor)
+                force_cleanup(runtime())
+                raise RunFailure(f"Lava {what} failed: a Lava process stopped ({message}); "
+                                 "all Lava processes were stopped")
+            if time.monotonic() - started > timeout:
+                force_cleanup(runtime())
+                raise RunFailure(
+                    f"Lava {what} did not finish within {timeout:.0f} s (hang); all Lava processes were stopped"
+                )
+    except KeyboardInterrupt:  # Ctrl-C mid-call: the runtime is busy and cannot be stopped politely
+        force_cleanup(runtime())
+        raise
     if "error" in outcome:
         error = outcome["error"]
         cause = next((_actor_error(a) for a in lava_actors(runtime()) if _failure_of(a)), None)
