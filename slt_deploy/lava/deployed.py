@@ -57,7 +57,7 @@ import_lava()
 # per module. The models are found in this module all the same, so the
 # warnings about DeployedNetwork are noise on the user's terminal.
 warnings.filterwarnings("ignore", message=r"Cannot import module .* when searching ProcessModels for "
-                        r"Process 'DeployedNetwork'", category=UserWarning)
+                        r"Process '(DeployedNetwork|RecurrentLIFReset)'", category=UserWarning)
 
 from lava.magma.core.decorator import implements, requires, tag  # noqa: E402
 from lava.magma.core.model.py.model import PyLoihiProcessModel  # noqa: E402
@@ -70,6 +70,8 @@ from lava.magma.core.resources import CPU  # noqa: E402
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol  # noqa: E402
 from lava.proc.conv.process import Conv  # noqa: E402
 from lava.proc.dense.process import Dense, DelayDense  # noqa: E402
+from lava.proc.lif.models import PyLifResetModelBitAcc, PyLifResetModelFloat  # noqa: E402
+from lava.proc.lif.process import LIFReset  # noqa: E402
 
 # --------------------------------------------------------------------------- shared arithmetic
 
@@ -201,6 +203,54 @@ def fused_buffer_shapes(plan: DeployPlan, period: int, capacity: int, lanes: int
     return shapes
 
 
+# --------------------------------------------------------------------------- recurrent populations
+
+
+class RecurrentLIFReset(LIFReset):
+    """``LIFReset`` for a population that is the target of a recurrent edge.
+
+    Between samples a population keeps running (on its bias, on the tail of
+    the previous sample, and before the first sample reaches it). A spike at
+    the step just before its periodic reset would come back through the
+    recurrent synapses *at* the reset step -- Lava adds that step's input
+    after zeroing u and v -- while NIR's back edge carries zero into a
+    sample's first step. So these neurons stay silent at that step (see
+    :func:`silent_before_reset`); nothing else can tell: every forward
+    projection delivers that step's spikes before its target's own reset,
+    and the step is no sample's logical step."""
+
+
+def silent_before_reset(n: int, period: int, reset_offset: int) -> bool:
+    """Whether Lava step ``n`` is the last one before a reset at ``reset_offset`` (mod ``period``)."""
+    return (n + 1) % period == reset_offset % period
+
+
+def recurrent_targets(plan: DeployPlan) -> set[str]:
+    return {p.target for p in plan.projections if p.recurrent}
+
+
+class _SilentBeforeReset:
+    def spiking_activation(self):
+        spikes = super().spiking_activation()
+        if silent_before_reset(self.time_step, self.reset_interval, self.reset_offset):
+            return np.zeros_like(spikes)
+        return spikes
+
+
+@implements(proc=RecurrentLIFReset, protocol=LoihiProtocol)
+class RecurrentLIFResetModelFloat(_SilentBeforeReset, PyLifResetModelFloat):
+    """Lava's float LIFReset model (tag floating_pt), silent before each reset."""
+
+    implements_process = None  # set by @implements: the parent implements LIFReset
+
+
+@implements(proc=RecurrentLIFReset, protocol=LoihiProtocol)
+class RecurrentLIFResetModelBitAcc(_SilentBeforeReset, PyLifResetModelBitAcc):
+    """Lava's bit-accurate LIFReset model (tag fixed_pt), silent before each reset."""
+
+    implements_process = None
+
+
 # --------------------------------------------------------------------------- per-layer behaviour
 
 
@@ -223,7 +273,6 @@ def build_per_layer(plan: DeployPlan, period: int, capacity: int, quantized, own
     ``frames`` is the source's initial content (zeros by default)."""
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
-    from lava.proc.lif.process import LIFReset
 
     ring = capacity * period
     inputs = int(np.prod(plan.populations[plan.input_name].shape))
@@ -232,14 +281,16 @@ def build_per_layer(plan: DeployPlan, period: int, capacity: int, quantized, own
     ports = {plan.input_name: source.s_out}
     conv_views = {}  # one reshape/transpose view per (population, shape): Lava mixes up several
     neurons, spike_sinks = {}, {}
+    recurrent = recurrent_targets(plan)
     for index, population in enumerate(recorded_populations(plan)):
         if quantized is not None:
             parameters = quantized.population_parameters(population.name)
         else:
             parameters = dict(du=population.du, dv=population.dv, vth=population.vth,
                               bias_mant=population.bias.ravel().astype(np.float64), bias_exp=0)
-        neuron = LIFReset(shape=_flat(population.shape), reset_interval=period,
-                          reset_offset=(1 + population.depth) % period, name=population.name, **parameters)
+        process = RecurrentLIFReset if population.name in recurrent else LIFReset
+        neuron = process(shape=_flat(population.shape), reset_interval=period,
+                         reset_offset=(1 + population.depth) % period, name=population.name, **parameters)
         setattr(owner, f"neuron_{index}", neuron)
         neurons[population.name] = neuron
         ports[population.name] = neuron.s_out
@@ -424,6 +475,7 @@ class FusedSimulator:
         # what each projection delivers at the coming steps (a delay line, oldest first)
         self.lines = [[np.zeros((lanes, int(np.prod(p.target_shape))))] * (p.delay + 1) for p in plan.projections]
         self.recorded_targets = {plan.output_name} | ({self.host} if self.host else set())
+        self.recurrent = recurrent_targets(plan)
 
     def step(self, n: int, frames: np.ndarray, outputs: np.ndarray, spikes: np.ndarray,
              operations: np.ndarray | None = None, firing: np.ndarray | None = None) -> None:
@@ -447,6 +499,8 @@ class FusedSimulator:
             u = u + a_in
             v = v * (1 - population.dv) + u + population.bias.ravel()
             fired = v > population.vth
+            if population.name in self.recurrent and silent_before_reset(n, self.period, 1 + population.depth):
+                fired = np.zeros_like(fired)  # as RecurrentLIFReset
             v = np.where(fired, 0.0, v)
             self.state[population.name] = (u, v)
             self.outputs_of[population.name] = fired.astype(np.float64)
