@@ -34,6 +34,7 @@ on the flattened (C-order) populations; conv weights are torch's
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -382,6 +383,10 @@ def _feeding_populations(flat: FlatGraph, target: str) -> set[str]:
 
 def plan_deployment(graph, dt: float, input_kind: str | None = None) -> DeployPlan:
     """The deployment plan of ``graph`` with time step ``dt`` (s)."""
+    if not (isinstance(dt, numbers.Real) and np.isfinite(dt) and dt > 0):
+        raise UserError(f"the time step dt must be a positive number of seconds, got {dt!r}")
+    if input_kind is not None and (not isinstance(input_kind, str) or input_kind not in ("spikes", "analog")):
+        raise UserError(f"input kind must be spikes or analog, got '{str(input_kind)[:60]}'")
     flat = analyse(graph)
     evaluator = _LinearEvaluator(flat)
     populations = {name: _population(flat, name, dt) for name in flat.order

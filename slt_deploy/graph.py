@@ -11,6 +11,7 @@ Shapes are unbatched (NIR convention): images are (C, H, W), vectors (N,).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,24 @@ SPIKING_TYPES = ("LIF", "IF", "CubaLIF")
 LINEAR_TYPES = ("Affine", "Linear", "Conv2d", "Flatten", "SumPool2d", "AvgPool2d", "Scale")
 IO_TYPES = ("Input", "Output", "Identity")
 SUPPORTED_TYPES = NEURON_TYPES + LINEAR_TYPES + IO_TYPES
+
+MAX_NODE_SIZE = 10_000_000
+"""Most values one node may produce per step (ten times a Loihi 2 chip's
+neurons): larger shapes are refused before anything of that size is allocated."""
+
+PARAMETERS = {
+    "Affine": ("weight", "bias"),
+    "Linear": ("weight",),
+    "Conv2d": ("weight", "bias"),
+    "Scale": ("scale",),
+    "LIF": ("tau", "r", "v_leak", "v_threshold", "v_reset"),
+    "IF": ("r", "v_threshold", "v_reset"),
+    "LI": ("tau", "r", "v_leak"),
+    "CubaLIF": ("tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "v_reset", "w_in"),
+    "CubaLI": ("tau_syn", "tau_mem", "r", "v_leak", "w_in"),
+}
+"""The numeric parameters of each node type: real and finite; time constants > 0."""
+TIME_CONSTANTS = ("tau", "tau_syn", "tau_mem")
 
 
 class Identity:
@@ -106,6 +125,27 @@ def _check_types(flat: FlatGraph) -> None:
         flat.kinds[name] = kind
 
 
+def _check_values(flat: FlatGraph) -> None:
+    """Every numeric parameter holds real, finite numbers (time constants > 0):
+    a string, complex, NaN or infinite weight is refused by name, never
+    converted or propagated."""
+    for name, node in flat.nodes.items():
+        kind = flat.kinds[name]
+        for key in PARAMETERS.get(kind, ()):
+            value = getattr(node, key, None)
+            if value is None:
+                if key == "v_reset":
+                    continue
+                raise UserError(f"node '{name}' ({kind}) has no {key}")
+            array = np.asarray(value)
+            if array.dtype.kind not in "biuf":
+                raise UserError(f"node '{name}' ({kind}): {key} must hold real numbers, not {array.dtype}")
+            if not np.all(np.isfinite(array)):
+                raise UserError(f"node '{name}' ({kind}): {key} holds NaN or infinite values")
+            if key in TIME_CONSTANTS and np.any(array <= 0):
+                raise UserError(f"node '{name}' ({kind}): {key} must be > 0, got {array.min()}")
+
+
 def _order(flat: FlatGraph) -> None:
     """Depth-first from the input: edges into a node on the current path are
     back edges; the rest give a topological order (reverse post-order)."""
@@ -136,13 +176,31 @@ def _order(flat: FlatGraph) -> None:
         raise UserError("the output node feeds back into the graph")
 
 
+def _integers(value, name: str, what: str) -> list[int]:
+    """The integers in ``value`` (integral floats allowed); UserError otherwise."""
+    array = np.atleast_1d(np.asarray(value)).ravel()
+    if array.dtype.kind not in "iuf" or (array.dtype.kind == "f" and not np.all(np.isfinite(array)
+                                                                               & (array == np.round(array)))):
+        raise UserError(f"node '{name}': {what} must be integers, got {str(value)[:60]!r}")
+    return [int(v) for v in array]
+
+
+def _integer(value, name: str, what: str) -> int:
+    values = _integers(value, name, what)
+    if len(values) != 1:
+        raise UserError(f"node '{name}': {what} must be one integer, got {str(value)[:60]!r}")
+    return values[0]
+
+
 def _pair(value, name: str, what: str) -> tuple[int, int]:
-    array = np.atleast_1d(np.asarray(value)).astype(int).ravel()
-    if array.size == 1:
+    array = _integers(value, name, what)
+    if any(abs(v) >= 2**31 for v in array):
+        raise UserError(f"node '{name}': {what} {array} is out of range")
+    if len(array) == 1:
         return int(array[0]), int(array[0])
-    if array.size == 2:
+    if len(array) == 2:
         return int(array[0]), int(array[1])
-    raise UserError(f"node '{name}': {what} must be one or two integers, got {value!r}")
+    raise UserError(f"node '{name}': {what} must be one or two integers, got {str(value)[:60]!r}")
 
 
 def conv_geometry(node, name: str, in_shape: tuple[int, ...]):
@@ -152,9 +210,12 @@ def conv_geometry(node, name: str, in_shape: tuple[int, ...]):
         raise UserError(f"node '{name}' (Conv2d): weight must be 4-D, got shape {list(weight.shape)}")
     if len(in_shape) != 3:
         raise UserError(f"node '{name}' (Conv2d): input must be (C, H, W), got {list(in_shape)}")
-    groups = int(np.asarray(node.groups).ravel()[0]) if node.groups is not None else 1
+    groups = _integer(node.groups, name, "groups") if node.groups is not None else 1
     stride = _pair(node.stride, name, "stride")
     dilation = _pair(node.dilation, name, "dilation")
+    if groups < 1 or min(stride + dilation) < 1:
+        raise UserError(f"node '{name}' (Conv2d): groups, stride and dilation must be >= 1, got "
+                        f"{groups}, {list(stride)}, {list(dilation)}")
     kernel = weight.shape[2:]
     if isinstance(node.padding, str):
         if node.padding == "valid":
@@ -168,6 +229,8 @@ def conv_geometry(node, name: str, in_shape: tuple[int, ...]):
             raise UserError(f"node '{name}' (Conv2d): unknown padding {node.padding!r}")
     else:
         padding = _pair(node.padding, name, "padding")
+    if min(padding) < 0:
+        raise UserError(f"node '{name}' (Conv2d): padding must be >= 0, got {list(padding)}")
     if in_shape[0] != weight.shape[1] * groups or weight.shape[0] % groups:
         raise UserError(
             f"node '{name}' (Conv2d): weight {list(weight.shape)} with groups={groups} does not take "
@@ -177,8 +240,12 @@ def conv_geometry(node, name: str, in_shape: tuple[int, ...]):
         (size + 2 * p - d * (k - 1) - 1) // s + 1
         for size, p, d, k, s in zip(in_shape[1:], padding, dilation, kernel, stride)
     ]
-    if min(out) < 1 or min(stride + dilation) < 1 or min(padding) < 0:
+    if min(out) < 1:
         raise UserError(f"node '{name}' (Conv2d): geometry gives an empty output from input {list(in_shape)}")
+    bias = np.asarray(node.bias)
+    if bias.ndim > 1 or bias.size not in (1, weight.shape[0]):
+        raise UserError(f"node '{name}' (Conv2d): bias shape {list(bias.shape)} does not fit "
+                        f"{weight.shape[0]} channels")
     return stride, padding, dilation, groups, (weight.shape[0], *out)
 
 
@@ -189,8 +256,11 @@ def pool_geometry(node, name: str, in_shape: tuple[int, ...]):
     kernel = _pair(node.kernel_size, name, "kernel_size")
     stride = _pair(node.stride, name, "stride")
     padding = _pair(node.padding, name, "padding")
+    if min(kernel + stride) < 1 or min(padding) < 0 or any(2 * p > k for p, k in zip(padding, kernel)):
+        raise UserError(f"node '{name}' ({_kind(node)}): kernel_size {list(kernel)} and stride {list(stride)} "
+                        f"must be >= 1, padding {list(padding)} between 0 and half the kernel")
     out = [(size + 2 * p - k) // s + 1 for size, p, k, s in zip(in_shape[1:], padding, kernel, stride)]
-    if min(out) < 1 or min(kernel + stride) < 1:
+    if min(out) < 1:
         raise UserError(f"node '{name}' ({_kind(node)}): geometry gives an empty output from input {list(in_shape)}")
     return kernel, stride, padding, (in_shape[0], *out)
 
@@ -218,20 +288,26 @@ def _output_shape(flat: FlatGraph, name: str, in_shape: tuple[int, ...]) -> tupl
         return (weight.shape[0],)
     if kind == "Scale":
         try:
-            return tuple(np.broadcast_shapes(in_shape, np.asarray(node.scale).shape))
+            out = tuple(np.broadcast_shapes(in_shape, np.asarray(node.scale).shape))
         except ValueError:
-            raise UserError(f"node '{name}' (Scale): scale shape does not fit input {list(in_shape)}") from None
+            out = None
+        if out != in_shape:
+            raise UserError(f"node '{name}' (Scale): scale shape {list(np.asarray(node.scale).shape)} does not fit "
+                            f"input {list(in_shape)}")
+        return out
     if kind == "Conv2d":
         return conv_geometry(node, name, in_shape)[-1]
     if kind in ("SumPool2d", "AvgPool2d"):
         return pool_geometry(node, name, in_shape)[-1]
     if kind == "Flatten":
         ndim = len(in_shape)
-        start = node.start_dim % ndim if ndim else 0
-        end = node.end_dim % ndim if ndim else 0
+        start_dim = _integer(node.start_dim, name, "start_dim")
+        end_dim = _integer(node.end_dim, name, "end_dim")
+        start = start_dim % ndim if ndim else 0
+        end = end_dim % ndim if ndim else 0
         if start > end:
-            raise UserError(f"node '{name}' (Flatten): start_dim {node.start_dim} > end_dim {node.end_dim}")
-        return (*in_shape[:start], int(np.prod(in_shape[start : end + 1])), *in_shape[end + 1 :])
+            raise UserError(f"node '{name}' (Flatten): start_dim {start_dim} > end_dim {end_dim}")
+        return (*in_shape[:start], math.prod(in_shape[start : end + 1]), *in_shape[end + 1 :])
     # neurons: parameters fix the shape; the input must match (or broadcast)
     shape = neuron_shape(node, name)
     try:
@@ -240,15 +316,32 @@ def _output_shape(flat: FlatGraph, name: str, in_shape: tuple[int, ...]) -> tupl
         out = None
     if out != in_shape:
         raise UserError(f"node '{name}' ({kind}): input shape {list(in_shape)} does not match its parameters {list(shape)}")
+    for key in PARAMETERS[kind]:  # every parameter, not only the one that gave the shape
+        shape = np.asarray(getattr(node, key, None)).shape
+        try:
+            fits = tuple(np.broadcast_shapes(in_shape, shape)) == in_shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise UserError(f"node '{name}' ({kind}): {key} of shape {list(shape)} does not fit its input "
+                            f"{list(in_shape)}")
     return in_shape
 
 
 def _infer_shapes(flat: FlatGraph) -> None:
     input_node = flat.nodes[flat.input_name]
-    shape = input_node.input_type["input"] if hasattr(input_node, "input_type") else None
+    types = getattr(input_node, "input_type", None)
+    shape = types.get("input") if isinstance(types, dict) else None
     if shape is None:
         raise UserError("the Input node has no shape")
-    flat.shapes[flat.input_name] = tuple(int(s) for s in np.asarray(shape).ravel())
+    dims = _integers(shape, flat.input_name, "the input shape") if np.asarray(shape).ndim <= 1 else []
+    if not dims or min(dims) < 1:
+        raise UserError(f"the Input node's shape must be positive integers, got {str(shape)[:60]}")
+    flat.shapes[flat.input_name] = tuple(dims)
+    size = math.prod(flat.shapes[flat.input_name])
+    if size > MAX_NODE_SIZE:
+        raise UserError(f"the Input node's shape {list(flat.shapes[flat.input_name])} holds {size:,} values "
+                        f"(at most {MAX_NODE_SIZE:,} supported)")
     for name in flat.order:
         if name == flat.input_name:
             continue
@@ -267,6 +360,10 @@ def _infer_shapes(flat: FlatGraph) -> None:
                     f"and {list(shape)} from '{source}'"
                 )
         flat.shapes[name] = _output_shape(flat, name, first)
+        size = math.prod(flat.shapes[name])
+        if size > MAX_NODE_SIZE or size < 1:
+            raise UserError(f"node '{name}' ({flat.kinds[name]}) would hold {size:,} values of shape "
+                            f"{list(flat.shapes[name])} (1 to {MAX_NODE_SIZE:,} supported)")
     for source, target in flat.back_edges:
         expected = flat.shapes[target] if flat.kinds[target] in NEURON_TYPES else None
         if expected is not None and flat.shapes[source] != expected:
@@ -317,6 +414,7 @@ def analyse(graph) -> FlatGraph:
         raise UserError("the graph has no Output node")
     flat = FlatGraph(nodes=nodes, edges=edges, input_name=entry, output_name=exit_)
     _check_types(flat)
+    _check_values(flat)
     if flat.sources(entry):
         raise UserError(f"the Input node '{entry}' has incoming edges")
     if not flat.sources(exit_):

@@ -22,6 +22,11 @@ import numpy as np
 from .errors import UserError
 from .files import atomic_path, require_file
 
+MAX_ARRAY_BYTES = 400_000_000
+"""Largest array a NIR file may hold (5*10^7 float64 values, the largest
+dense layer the Lava builder makes); a file that declares more is refused
+before any of it is read."""
+
 
 def _plain(value: Any) -> Any:
     if isinstance(value, bytes):
@@ -29,8 +34,51 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.ndarray) and value.shape == ():
         return _plain(value[()])
     if isinstance(value, np.generic):
-        return value.item()
+        return _plain(value.item()) if isinstance(value, np.void) else value.item()
     return value
+
+
+MAX_LATENCY = 10_000
+"""Most time steps per sample a graph's metadata (latency_T) may declare."""
+
+
+def _plain_metadata(path: Path, metadata: dict | None) -> dict:
+    """Graph metadata as inert plain values -- strings, numbers, numeric or
+    string arrays. Anything else (binary blobs, object arrays, references,
+    nested groups) is refused, naming the key; nothing is ever unpickled."""
+    plain = {}
+    for key, value in (metadata or {}).items():
+        try:
+            value = _plain(value)
+        except UnicodeDecodeError:
+            raise UserError(f"{path}: metadata '{key}' holds binary data, not a UTF-8 string") from None
+        if isinstance(value, np.ndarray) and value.dtype.kind not in "biufSU":
+            raise UserError(f"{path}: metadata '{key}' is an array of {value.dtype} values, not numbers or strings")
+        if not isinstance(value, (str, int, float, bool, np.ndarray)):
+            raise UserError(f"{path}: metadata '{key}' holds {type(value).__name__} data, not a number or a string")
+        plain[key] = value
+    T = plain.get("latency_T")
+    if T is not None:
+        if isinstance(T, bool) or not isinstance(T, (int, float)) or not 1 <= T <= MAX_LATENCY or T != int(T):
+            raise UserError(f"{path}: metadata latency_T must be a whole number of time steps in 1..{MAX_LATENCY}, "
+                            f"got {str(T)[:40]!r}")
+        plain["latency_T"] = int(T)
+    return plain
+
+
+def _check_sizes(path: Path) -> None:
+    """Refuse a file that declares an array too large to read (HDF5 can
+    declare a 10^12-element dataset in a few bytes): checked before NIR's
+    reader allocates it."""
+    import h5py
+
+    def check(name: str, item) -> None:
+        if isinstance(item, h5py.Dataset) and item.nbytes > MAX_ARRAY_BYTES:
+            raise UserError(f"{path} declares an array '{name}' of shape {list(item.shape or ())} "
+                            f"({item.nbytes:,} bytes; at most {MAX_ARRAY_BYTES:,} supported)")
+
+    with h5py.File(path, "r") as f:
+        f.visititems(check)
 
 
 def read_graph(path: str | os.PathLike):
@@ -43,17 +91,19 @@ def read_graph(path: str | os.PathLike):
     try:
         if not h5py.is_hdf5(path):
             raise UserError(f"{path} is not a NIR file: not HDF5")
+        _check_sizes(path)
         # NIR's own type inference mistakes grouped convolutions (and is
         # skipped by some exporters); slt_deploy.graph checks shapes itself.
         graph = nir.read(path, type_check=False)
     except UserError:
         raise
-    except (OSError, KeyError, ValueError, TypeError, AssertionError, AttributeError, IndexError) as exc:
+    except (OSError, KeyError, ValueError, TypeError, AssertionError, AttributeError, IndexError,
+            RuntimeError, ArithmeticError) as exc:  # RuntimeError: HDF5's, and a corrupt file's RecursionError
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise UserError(f"{path} is not a valid NIR graph: {reason[:200]}") from None
     if not isinstance(graph, nir.NIRGraph):
         raise UserError(f"{path} holds a single {type(graph).__name__} node, not a NIR graph")
-    graph.metadata = {key: _plain(value) for key, value in (graph.metadata or {}).items()}
+    graph.metadata = _plain_metadata(path, graph.metadata)
     return graph
 
 
@@ -76,7 +126,7 @@ def metadata_json(graph, key: str) -> Any | None:
         return None
     try:
         return json.loads(value)
-    except (TypeError, json.JSONDecodeError):
+    except (TypeError, ValueError, RecursionError):  # ValueError: JSON's and UTF-8's decode errors
         raise UserError(f"NIR metadata '{key}' is not valid JSON") from None
 
 
@@ -91,7 +141,10 @@ def graph_dt(graph, dt: float | None = None) -> float:
     stored = (graph.metadata or {}).get("dt")
     if stored is None:
         raise UserError("the NIR graph has no 'dt' in its metadata: give the simulation step with --dt (seconds)")
-    stored = float(stored)
+    try:
+        stored = float(stored)
+    except (TypeError, ValueError):
+        raise UserError(f"the NIR graph's metadata has an invalid dt: {str(stored)[:60]!r}") from None
     if not (np.isfinite(stored) and stored > 0):
         raise UserError(f"the NIR graph's metadata has an invalid dt: {stored}")
     return stored
