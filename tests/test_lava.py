@@ -3,6 +3,7 @@ fixed point stays within 2 points of float; latency switches per sample
 without a rebuild; failed and hung runs leave nothing behind."""
 
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from slt_deploy.data import evaluation_inputs, load_split
 from slt_deploy.deploy import plan_deployment
 from slt_deploy.errors import RunFailure, UserError
 from slt_deploy.export import export_model
-from slt_deploy.lava.network import LavaNetwork
+from slt_deploy.lava.network import SLOWEST_MACS_PER_SECOND, LavaNetwork, default_step_seconds
 from slt_deploy.reference import ReferenceNetwork
 from conftest import ROOT
 
@@ -176,6 +177,18 @@ def test_a_hanging_lava_run_is_stopped_by_the_watchdog(monkeypatch, no_leaks):
                          round_trip_seconds=2) as network:
             network.run(np.zeros((2, 10, 12)))
     assert time.monotonic() - started < 60
+
+
+def test_the_watchdog_gives_big_networks_more_time_per_step():
+    # the residual graph: a few hundred synapses -> the 1 s floor; VGGSNN's
+    # 64x128x3x3 conv on 48x48 (170 M MACs per step) over 64 lanes: ~54 s
+    small = plan_deployment(graphs.residual_recurrent_graph(), graphs.DT)
+    assert default_step_seconds(small, 1) == 1.0
+    conv = SimpleNamespace(kind="conv", weight=np.zeros((128, 64, 3, 3)), conv_output_shape=(128, 48, 48))
+    big = SimpleNamespace(projections=[conv])
+    macs = 128 * 64 * 9 * 48 * 48
+    assert default_step_seconds(big, 64) == pytest.approx(64 * macs / SLOWEST_MACS_PER_SECOND)
+    assert default_step_seconds(big, 64) > 20
 
 
 def test_bad_latencies_are_refused(no_leaks):

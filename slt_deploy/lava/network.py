@@ -91,6 +91,22 @@ def run_config(mode: str):
     raise UserError(f"unknown Lava mode '{mode}': choose one of {', '.join(LAVA_MODES)}")
 
 
+SLOWEST_MACS_PER_SECOND = 2e8
+"""Multiply-accumulates per second below which a run is taken for a hang: a
+floor under NumPy's dense and convolution speed on one core of this machine
+(the per-layer graph and the fused model both compute every synapse)."""
+
+
+def default_step_seconds(plan: DeployPlan, lanes: int) -> float:
+    """Watchdog allowance per time step (s): 1 s, or the time a network of
+    this size takes at :data:`SLOWEST_MACS_PER_SECOND` over all its lanes."""
+    macs = 0
+    for projection in plan.projections:
+        weights = int(np.asarray(projection.weight).size)
+        macs += weights * (int(np.prod(projection.conv_output_shape[1:])) if projection.kind == "conv" else 1)
+    return max(1.0, lanes * macs / SLOWEST_MACS_PER_SECOND)
+
+
 class LavaNetwork:
     """A deployment plan on Lava. ``run`` feeds samples with per-sample latencies.
 
@@ -103,13 +119,15 @@ class LavaNetwork:
 
     Watchdog: a Lava call may take ``round_trip_seconds``, plus
     ``startup_seconds`` on the first run (compile and start), plus
-    ``step_seconds`` per time step asked for; beyond that, or as soon as a
-    Lava process dies, everything is stopped and
+    ``step_seconds`` per time step asked for (default: 1 s, or more for a
+    big network -- see :func:`default_step_seconds`); beyond that, or as
+    soon as a Lava process dies, everything is stopped and
     :class:`~slt_deploy.errors.RunFailure` raised."""
 
     def __init__(self, plan: DeployPlan, max_latency: int, mode: str = "float", capacity: int = 16,
                  record_spikes: bool = True, quantized=None, lanes: int = 1, inspect: bool = False,
-                 step_seconds: float = 1.0, startup_seconds: float = 120.0, round_trip_seconds: float = 30.0):
+                 step_seconds: float | None = None, startup_seconds: float = 120.0,
+                 round_trip_seconds: float = 30.0):
         if max_latency < 1:
             raise UserError(f"latency must be >= 1 time step, got {max_latency}")
         if mode in ("fixed", "loihi2") and quantized is None:
@@ -129,6 +147,8 @@ class LavaNetwork:
         self.steps_run = 0
         self.started = False
         self.closed = False
+        if step_seconds is None:
+            step_seconds = default_step_seconds(plan, self.lanes)
         self.step_seconds, self.startup_seconds = step_seconds, startup_seconds
         self.round_trip_seconds = round_trip_seconds
         self.host_output = plan.output_population is not None and not plan.populations[plan.output_population].spiking
