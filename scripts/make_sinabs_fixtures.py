@@ -120,18 +120,24 @@ ZERO_FRACTION = 0.3  # synops model: fraction of weights set to exactly 0
 # --------------------------------------------------------------------------- io
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, write, suffix: str) -> None:
+    """``write(tmp)`` into a temporary beside ``path``, then renamed onto it:
+    an interrupted run never leaves a half-written fixture."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=suffix)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        write(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    _atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), ".tmp")
 
 
 def _write_json(path: Path, obj) -> None:
@@ -139,31 +145,13 @@ def _write_json(path: Path, obj) -> None:
 
 
 def _write_npz(path: Path, **arrays) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
-    os.close(fd)
-    try:
-        np.savez_compressed(tmp, **arrays)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _atomic_write(path, lambda tmp: np.savez_compressed(tmp, **arrays), ".npz")
 
 
 def _write_nir(path: Path, graph) -> None:
     import nir
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".nir")
-    os.close(fd)
-    try:
-        nir.write(tmp, graph)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _atomic_write(path, lambda tmp: nir.write(tmp, graph), ".nir")
 
 
 # ------------------------------------------------------------- sinabs models

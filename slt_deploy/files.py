@@ -16,7 +16,7 @@ import tempfile
 import tomllib
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .errors import UserError
 
@@ -139,21 +139,20 @@ def require_file(path: str | os.PathLike, what: str = "file") -> Path:
     return path
 
 
-def read_toml(path: str | os.PathLike, what: str = "TOML file") -> dict[str, Any]:
+def _read_parsed(path: str | os.PathLike, what: str, parse: Callable[[str], Any], errors: tuple, form: str) -> Any:
+    """``parse`` of the text of ``path``; any failure a one-line UserError."""
     path = require_file(path, what)
     try:
-        return tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise UserError(f"{what} {path} is not valid TOML: {str(exc) or type(exc).__name__}") from None
+        return parse(path.read_text())
+    except (*errors, UnicodeDecodeError, RecursionError) as exc:
+        raise UserError(f"{what} {path} is not valid {form}: {str(exc) or type(exc).__name__}") from None
     except OSError as exc:
         raise UserError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+
+
+def read_toml(path: str | os.PathLike, what: str = "TOML file") -> dict[str, Any]:
+    return _read_parsed(path, what, tomllib.loads, (tomllib.TOMLDecodeError,), "TOML")
 
 
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
-    path = require_file(path, what)
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise UserError(f"{what} {path} is not valid JSON: {str(exc) or type(exc).__name__}") from None
-    except OSError as exc:
-        raise UserError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    return _read_parsed(path, what, json.loads, (json.JSONDecodeError,), "JSON")

@@ -23,6 +23,14 @@ def _pyplot():
     return plt
 
 
+def _label_axes(ax, xlabel: str, ylabel: str, title: str, legend_size=None) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend_size)
+
+
 def save_figure(fig, path: str | os.PathLike) -> Path:
     plt = _pyplot()
     with atomic_path(path) as tmp:
@@ -45,11 +53,7 @@ def plot_accuracy_per_latency(
         if spreads and label in spreads:
             spread = 100 * np.asarray(spreads[label], dtype=float)
             ax.fill_between(latency, values - spread, values + spread, alpha=0.2)
-    ax.set_xlabel("latency t (time steps)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
+    _label_axes(ax, "latency t (time steps)", "accuracy (%)", title)
     return save_figure(fig, path)
 
 
@@ -165,11 +169,7 @@ def energy_report(profiles: dict[str, dict], folder) -> list:
     for label, p in profiles.items():
         mean, std = np.array(p["energy_mj"]["mean"]), np.array(p["energy_mj"]["std"])
         ax.errorbar(p["latency"], mean, yerr=std, marker="o", capsize=3, label=label)
-    ax.set_xlabel("latency t (time steps)")
-    ax.set_ylabel("energy per inference (mJ)")
-    ax.set_title("energy vs latency")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    _label_axes(ax, "latency t (time steps)", "energy per inference (mJ)", "energy vs latency")
     written.append(save_figure(fig, folder / "energy_vs_latency.png"))
 
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -180,11 +180,8 @@ def energy_report(profiles: dict[str, dict], folder) -> list:
         ax.plot([energy[i] for i in front], [accuracy[i] for i in front], color=line.get_color(), linewidth=2)
         for t, e, a in zip(p["latency"], energy, accuracy):
             ax.annotate(str(t), (e, a), textcoords="offset points", xytext=(3, 3), fontsize=7)
-    ax.set_xlabel("energy per inference (mJ)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title("accuracy vs energy (labels: latency t; solid: Pareto front)")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    _label_axes(ax, "energy per inference (mJ)", "accuracy (%)",
+                "accuracy vs energy (labels: latency t; solid: Pareto front)")
     written.append(save_figure(fig, folder / "accuracy_vs_energy.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -207,11 +204,7 @@ def energy_report(profiles: dict[str, dict], folder) -> list:
             for noise, values in p["noise"].items():
                 ax.plot(p["latency"], [100 * a for a in values["accuracy"]], marker=".", linestyle="--",
                         label=f"{label} {noise}")
-        ax.set_xlabel("latency t (time steps)")
-        ax.set_ylabel("accuracy (%)")
-        ax.set_title("accuracy under input noise")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        _label_axes(ax, "latency t (time steps)", "accuracy (%)", "accuracy under input noise", legend_size=7)
         written.append(save_figure(fig, folder / "accuracy_under_noise.png"))
 
     header = ["t"]
@@ -288,11 +281,8 @@ def controller_evaluation_plot(result: dict, path):
     for name in rows[0]["policies"]:
         ax.plot([row["policies"][name]["mean_energy_mj"] for row in rows],
                 [100 * row["policies"][name]["accuracy_over_horizon"] for row in rows], marker="o", label=name)
-    ax.set_xlabel("mean energy per inference (mJ)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title("runtime controller: accuracy vs energy on the test stream")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    _label_axes(ax, "mean energy per inference (mJ)", "accuracy (%)",
+                "runtime controller: accuracy vs energy on the test stream", legend_size=7)
     return save_figure(fig, path)
 
 

@@ -21,13 +21,9 @@ def _is_resource_tracker(pid: int) -> bool:
         return False
 
 
-def child_pids() -> set[int]:
-    """PIDs of all live descendants of this test process (from /proc).
-
-    Python's multiprocessing resource tracker is left out: it is one helper per
-    interpreter, started on first use of shared memory, and it exits with the
-    interpreter (it is what unlinks leaked segments then)."""
-    children: dict[int, list[int]] = {}
+def live_processes() -> dict[int, tuple[int, int]]:
+    """{pid: (parent pid, session id)} of every live (not zombie) process, from /proc."""
+    processes = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -36,9 +32,20 @@ def child_pids() -> set[int]:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        state, ppid = fields[0], int(fields[1])
-        if state != "Z":
-            children.setdefault(ppid, []).append(int(entry))
+        if fields[0] != "Z":
+            processes[int(entry)] = (int(fields[1]), int(fields[3]))
+    return processes
+
+
+def child_pids() -> set[int]:
+    """PIDs of all live descendants of this test process (from /proc).
+
+    Python's multiprocessing resource tracker is left out: it is one helper per
+    interpreter, started on first use of shared memory, and it exits with the
+    interpreter (it is what unlinks leaked segments then)."""
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in live_processes().items():
+        children.setdefault(ppid, []).append(pid)
     found, todo = set(), [os.getpid()]
     while todo:
         for child in children.get(todo.pop(), []):

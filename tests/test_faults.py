@@ -22,7 +22,7 @@ import pytest
 import torch
 
 import graphs
-from conftest import ROOT, _is_resource_tracker, child_pids, shm_segments
+from conftest import ROOT, _is_resource_tracker, child_pids, live_processes, shm_segments
 from slt_deploy.checkpoint import load_checkpoint
 from slt_deploy.deploy import plan_deployment
 from slt_deploy.errors import RunFailure
@@ -39,18 +39,7 @@ def session_members(sid: int) -> set[int]:
     """Live processes of session ``sid``: a subprocess started in its own
     session and everything it forked, even after the subprocess died and its
     children were re-parented."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z" and int(fields[3]) == sid:
-            found.add(int(entry))
-    return found
+    return {pid for pid, (_, session) in live_processes().items() if session == sid}
 
 
 def rss_mb(pid: int) -> float:
