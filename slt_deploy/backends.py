@@ -21,6 +21,17 @@ from .nirfile import graph_dt
 
 BACKENDS = ("torch", "lava-float", "lava-fixed", "lava-fused", "loihi2")
 FUSED_LANES = 64
+BATCH_BYTES = 2**30
+"""Memory (bytes) one batch of samples may take: the torch reference's state
+and values, plus every recorded spike (float64)."""
+
+
+def samples_per_batch(values: int, steps: int, record: bool) -> int:
+    """Samples per batch so that one batch stays within :data:`BATCH_BYTES`,
+    for a network of ``values`` node values per step: all samples of the
+    digits models, a few of VGGSNN at T = 10 with spikes."""
+    per_sample = 8 * values * (4 + (steps if record else 0))  # state, values, previous values (+ spikes)
+    return max(1, BATCH_BYTES // per_sample)
 
 
 @dataclass
@@ -54,17 +65,7 @@ def simulate(graph, backend: str, inputs: np.ndarray, latencies=None, dt: float 
     samples, steps = x.shape[:2]
     latencies = np.full(samples, steps) if latencies is None else np.asarray(latencies, dtype=int)
     if backend == "torch":
-        from .reference import ReferenceNetwork
-
-        result = ReferenceNetwork(graph, dt).run(x, record=record_spikes)
-        outputs = result.outputs.numpy()
-        spikes = {k: v.numpy() for k, v in result.record.items()}
-        mask = np.arange(steps)[None, :] < latencies[:, None]
-        outputs = outputs * mask.reshape(samples, steps, *([1] * (outputs.ndim - 2)))
-        spikes = {k: v * mask.reshape(samples, steps, *([1] * (v.ndim - 2))) for k, v in spikes.items()}
-        if progress is not None:
-            progress(samples)
-        return Simulation(outputs, spikes)
+        return _simulate_torch(graph, dt, x, latencies, record_spikes, progress)
     from .lava.network import LavaNetwork
 
     plan = plan_deployment(graph, dt, input_kind_of(graph, input_kind))
@@ -86,6 +87,31 @@ def simulate(graph, backend: str, inputs: np.ndarray, latencies=None, dt: float 
     operations = None if result.operations is None else result.operations[:, :steps]
     counts = None if result.spike_counts is None else {k: v[:, :steps] for k, v in result.spike_counts.items()}
     return Simulation(outputs, spikes, quantized.report() if quantized else None, plan, operations, counts)
+
+
+def _simulate_torch(graph, dt: float, x: np.ndarray, latencies: np.ndarray, record_spikes: bool,
+                    progress) -> Simulation:
+    """The float64 reference, in batches that fit in :data:`BATCH_BYTES`."""
+    from .reference import ReferenceNetwork
+
+    samples, steps = x.shape[:2]
+    network = ReferenceNetwork(graph, dt)
+    values = sum(int(np.prod(shape)) for shape in network.flat.shapes.values())
+    size = samples_per_batch(values, steps, record_spikes)
+    outputs, spikes = [], {}
+    for start in range(0, samples, size):
+        result = network.run(x[start: start + size], record=record_spikes)
+        outputs.append(result.outputs.numpy())
+        for name, value in result.record.items():
+            spikes.setdefault(name, []).append(value.numpy())
+        if progress is not None:
+            progress(min(samples, start + size))
+    outputs = np.concatenate(outputs)
+    mask = np.arange(steps)[None, :] < latencies[:, None]
+    outputs = outputs * mask.reshape(samples, steps, *([1] * (outputs.ndim - 2)))
+    spikes = {k: np.concatenate(v) for k, v in spikes.items()}
+    spikes = {k: v * mask.reshape(samples, steps, *([1] * (v.ndim - 2))) for k, v in spikes.items()}
+    return Simulation(outputs, spikes)
 
 
 def predictions(outputs: np.ndarray, latencies) -> np.ndarray:

@@ -104,16 +104,18 @@ class OperationCounts:
         return np.cumsum(self.total(kind, variant), axis=1)
 
 
-def count_operations(plan: DeployPlan, inputs: np.ndarray, spikes: dict[str, np.ndarray],
-                     latencies=None, mac_once: bool = True) -> OperationCounts:
-    """Count SOP/MAC from the input [N, T, *shape] and every spiking
-    population's spikes {name: [N, T, *shape]} (from any backend).
-
-    Steps after a sample's latency count nothing."""
+def synapse_counts(plan: DeployPlan, inputs: np.ndarray, spikes: dict[str, np.ndarray], fanouts=None):
+    """Synapses driven per sample, step and projection -- (effective, structural),
+    each [N, T, projections] -- and spikes per step {population: [N, T]}, from
+    the input [N, T, *shape] and every spiking population's spikes
+    {name: [N, T, *shape]}. ``fanouts``: [(effective, structural)] per
+    projection, flattened (computed when not given)."""
     x = np.asarray(inputs, dtype=np.float64)
     samples, steps = x.shape[:2]
-    per_step = {"effective": np.zeros((samples, steps, len(plan.projections))),
-                "structural": np.zeros((samples, steps, len(plan.projections)))}
+    if fanouts is None:
+        fanouts = projection_fanouts(plan)
+    effective = np.zeros((samples, steps, len(plan.projections)))
+    structural = np.zeros_like(effective)
     for index, projection in enumerate(plan.projections):
         source = plan.populations[projection.source]
         if source.is_input:
@@ -124,11 +126,62 @@ def count_operations(plan: DeployPlan, inputs: np.ndarray, spikes: dict[str, np.
             if projection.source not in spikes:
                 raise UserError(f"no spikes recorded for population '{projection.source}'")
             activity = np.asarray(spikes[projection.source], dtype=np.float64).reshape(samples, steps, -1)
-        for variant in per_step:
-            per_step[variant][:, :, index] = activity @ fanout(projection, variant == "effective").reshape(-1)
+        effective[:, :, index] = activity @ fanouts[index][0]
+        structural[:, :, index] = activity @ fanouts[index][1]
     firing = {name: np.asarray(s, dtype=np.float64).reshape(samples, steps, -1).sum(-1)
               for name, s in spikes.items() if name in plan.populations}
-    return operation_counts(plan, per_step["effective"], per_step["structural"], firing, latencies, mac_once)
+    return effective, structural, firing
+
+
+def projection_fanouts(plan: DeployPlan) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(effective, structural) fan-out of every projection's source neurons, flattened."""
+    return [(fanout(p, True).reshape(-1), fanout(p, False).reshape(-1)) for p in plan.projections]
+
+
+def count_operations(plan: DeployPlan, inputs: np.ndarray, spikes: dict[str, np.ndarray],
+                     latencies=None, mac_once: bool = True) -> OperationCounts:
+    """Count SOP/MAC from the input [N, T, *shape] and every spiking
+    population's spikes {name: [N, T, *shape]} (from any backend).
+
+    Steps after a sample's latency count nothing."""
+    effective, structural, firing = synapse_counts(plan, inputs, spikes)
+    return operation_counts(plan, effective, structural, firing, latencies, mac_once)
+
+
+def counted_run(graph, backend: str, inputs: np.ndarray, plan: DeployPlan, *, mac_once: bool = True,
+                progress=None):
+    """Outputs [N, T, *out] and :class:`OperationCounts` of ``inputs``
+    [N, T, *shape] on ``backend`` (every sample at latency T).
+
+    The fused Lava model counts live, in one run. The other backends record
+    every spike, so they run in batches whose spikes fit in memory
+    (:func:`~slt_deploy.backends.samples_per_batch`): a VGGSNN records
+    ~0.1 GB per sample at T = 10. ``progress(done)`` gets the samples done."""
+    from .backends import samples_per_batch, simulate
+
+    samples, steps = inputs.shape[:2]
+    live = backend == "lava-fused"
+    neurons = sum(p.size for p in plan.populations.values())
+    size = samples if live else samples_per_batch(neurons, steps, record=True)
+    fanouts = None if live else projection_fanouts(plan)
+    outputs, effective, structural, firing = [], [], [], []
+    for start in range(0, samples, size):
+        x = inputs[start: start + size]
+        report = None if progress is None else (lambda done, offset=start: progress(offset + done))
+        run = simulate(graph, backend, x, dt=plan.dt, input_kind=plan.input_kind, record_spikes=not live,
+                       progress=report)
+        if run.operations is not None:
+            counts = run.operations[..., 0], run.operations[..., 1], run.spike_counts
+        else:
+            spiking = {name: s for name, s in run.spikes.items() if plan.populations[name].spiking}
+            counts = synapse_counts(plan, x, spiking, fanouts)
+        outputs.append(run.outputs)
+        effective.append(counts[0])
+        structural.append(counts[1])
+        firing.append(counts[2])
+    spike_counts = {name: np.concatenate([f[name] for f in firing]) for name in firing[0]}
+    return np.concatenate(outputs), operation_counts(plan, np.concatenate(effective), np.concatenate(structural),
+                                                     spike_counts, mac_once=mac_once)
 
 
 def operation_counts(plan: DeployPlan, effective: np.ndarray, structural: np.ndarray, spike_counts: dict,

@@ -26,7 +26,7 @@ import torch
 
 from .backends import simulate
 from .deploy import DeployPlan, plan_deployment
-from .energy import HardwareProfile, OperationCounts, count_operations, operation_counts
+from .energy import HardwareProfile, OperationCounts, counted_run
 from .errors import UserError
 from .nirfile import graph_dt
 
@@ -138,14 +138,7 @@ def profile_model(graph, inputs: np.ndarray, labels: np.ndarray, hardware: Hardw
     plan = plan_deployment(graph, step, input_kind or (graph.metadata or {}).get("input_kind"))
     if not any(p.spiking for p in plan.neuron_populations):
         raise UserError("the model has no spiking layer: there are no synaptic operations to count")
-    run = simulate(graph, backend, inputs, dt=step, input_kind=plan.input_kind,
-                   record_spikes=run_counts_spikes(backend), progress=progress)
-    if run.operations is not None:  # the fused model counted live
-        counts = operation_counts(plan, run.operations[..., 0], run.operations[..., 1], run.spike_counts,
-                                  mac_once=mac_once)
-    else:
-        spiking = {name: s for name, s in run.spikes.items() if plan.populations[name].spiking}
-        counts = count_operations(plan, inputs, spiking, mac_once=mac_once)
+    outputs, counts = counted_run(graph, backend, inputs, plan, mac_once=mac_once, progress=progress)
     T = inputs.shape[1]
     sop = counts.cumulative("sop")
     sop_structural = counts.cumulative("sop", "structural")
@@ -168,7 +161,7 @@ def profile_model(graph, inputs: np.ndarray, labels: np.ndarray, hardware: Hardw
                     + ("analog input layer as MACs, once per inference" if mac_once
                        else "analog input layer as MACs at every step"),
         "latency": list(range(1, T + 1)),
-        "accuracy": _accuracy_per_latency(run.outputs, labels).tolist(),
+        "accuracy": _accuracy_per_latency(outputs, labels).tolist(),
         "sop": {"mean": sop.mean(0).tolist(), "std": sop.std(0).tolist(),
                 "structural_mean": sop_structural.mean(0).tolist()},
         "mac": {"mean": mac.mean(0).tolist(), "std": mac.std(0).tolist()},
@@ -189,11 +182,6 @@ def profile_model(graph, inputs: np.ndarray, labels: np.ndarray, hardware: Hardw
         noisy_run = simulate(graph, backend, noisy, dt=step, input_kind=plan.input_kind)
         profile["noise"][label] = {"accuracy": _accuracy_per_latency(noisy_run.outputs, labels).tolist()}
     return profile
-
-
-def run_counts_spikes(backend: str) -> bool:
-    """Whether a backend must record every spike to be counted (the fused model counts live)."""
-    return backend != "lava-fused"
 
 
 def store_in_graph(graph, profile: dict) -> None:

@@ -163,7 +163,8 @@ class ReferenceNetwork:
                 op = self.ops[name]
                 if name in state:
                     values[name], state[name] = op(total, state[name])
-                    records[name].append(values[name])
+                    if record:
+                        records[name].append(values[name])
                 else:
                     values[name] = total if op is None else op(total)
             outputs.append(values[flat.output_name])

@@ -51,7 +51,7 @@ from typing import Protocol
 import numpy as np
 
 from .deploy import plan_deployment
-from .energy import HardwareProfile, count_operations, operation_counts
+from .energy import HardwareProfile, count_operations, counted_run, operation_counts
 from .errors import UserError
 from .files import read_toml
 from .nirfile import graph_dt, metadata_json
@@ -207,18 +207,11 @@ def batch_traces(graph, profile: EnergyProfile, inputs: np.ndarray, backend: str
     """Outputs [N, T, K] and per-step energy [N, T] (mJ) of a whole stream in
     one run of ``backend`` (lava-fused, lava-float, torch): everything a
     controller can read from every sample at every step."""
-    from .backends import simulate
-
     step = graph_dt(graph, dt)
     plan = plan_deployment(graph, step, (graph.metadata or {}).get("input_kind"))
-    run = simulate(graph, backend, inputs, dt=step, input_kind=plan.input_kind, record_spikes=backend != "lava-fused")
-    if run.operations is not None:
-        counts = operation_counts(plan, run.operations[..., 0], run.operations[..., 1], run.spike_counts,
-                                  mac_once=profile.mac_once)
-        energy = profile.hardware.energy_mj(counts.total("sop"), counts.total("mac"), counts.neuron_updates)
-    else:
-        energy = step_energy(plan, profile.hardware, inputs, run.spikes, profile.mac_once)
-    return run.outputs.reshape(run.outputs.shape[0], run.outputs.shape[1], -1), energy
+    outputs, counts = counted_run(graph, backend, inputs, plan, mac_once=profile.mac_once)
+    energy = profile.hardware.energy_mj(counts.total("sop"), counts.total("mac"), counts.neuron_updates)
+    return outputs.reshape(outputs.shape[0], outputs.shape[1], -1), energy
 
 
 class TorchEngine:

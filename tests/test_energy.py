@@ -10,6 +10,7 @@ import torch
 
 import graphs
 from conftest import ROOT, assert_one_line_error, run_cli
+from slt_deploy import backends
 from slt_deploy.backends import simulate
 from slt_deploy.checkpoint import load_checkpoint, model_from_checkpoint
 from slt_deploy.data import evaluation_inputs, load_split
@@ -188,6 +189,26 @@ def test_one_pass_at_T_gives_the_counts_of_every_shorter_run():
     assert profile["energy_mj"]["mean"][-1] == pytest.approx(profile["sop"]["mean"][-1] * 0.077e-9)
     assert all(a <= b for a, b in zip(profile["sop"]["mean"], profile["sop"]["mean"][1:]))
     assert set(profile["firing_rate"]) == {"l0_conv_lif", "l2_conv_lif"}
+
+
+def test_profiling_in_small_batches_gives_the_same_profile(monkeypatch):
+    # a VGGSNN records ~0.1 GB of spikes per sample: profile and the torch
+    # reference run in memory-bounded batches; the profile must not change
+    graph = read_graph(ROOT / "export" / "digits-cnn-slt.nir")
+    test = load_split("digits", "test", (1, 8, 8))
+    x = evaluation_inputs(test, 8, "rate")[:, :9].transpose(0, 1).numpy()
+    labels = test.labels.numpy()[:9]
+    whole = profile_model(graph, x, labels, load_profile("qiao2015"))
+    reference = simulate(graph, "torch", x, record_spikes=True)
+    done = []
+    monkeypatch.setattr(backends, "BATCH_BYTES", 1)  # one sample per batch
+    assert backends.samples_per_batch(10**6, 10, record=True) == 1
+    batched = profile_model(graph, x, labels, load_profile("qiao2015"), progress=done.append)
+    assert done == list(range(1, 10))
+    assert batched == whole
+    in_batches = simulate(graph, "torch", x, record_spikes=True)
+    assert np.array_equal(in_batches.outputs, reference.outputs)
+    assert all(np.array_equal(in_batches.spikes[k], v) for k, v in reference.spikes.items())
 
 
 def test_a_model_without_spiking_layers_is_refused():
