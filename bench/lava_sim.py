@@ -1,11 +1,16 @@
-"""Samples/s of the digits models on Lava's CPU simulator: our Lava graph
-(float and fixed point) vs the same weights through lava-dl's netx (fixed
-point only), vs the PyTorch reference -- side by side in one process.
+"""Samples/s on Lava's CPU simulator: our per-layer Lava graph (float and
+fixed point) and the fused Lava model vs the same weights through lava-dl's
+netx (fixed point only), vs the PyTorch reference -- side by side in one process.
 
-    .venv/bin/python bench/lava_sim.py [--samples 360] [--rounds 3] [--models digits-cnn,digits-mlp]
+    .venv/bin/python bench/lava_sim.py [--samples 358] [--rounds 3] [--models digits-cnn,digits-mlp,vggsnn]
+                                       [--vggsnn-samples 6]
 
-Paths (all on the same rate-encoded digits test samples, T = 8, every
-sample at latency 8):
+Models: the shipped SLT digits models (rate-encoded digits test samples,
+T = 8) and the paper's VGGSNN recipe on generated 2x48x48 event frames
+(``ndigits48`` test split, T = 10): the checkpoint that
+``scripts/vggsnn_energy.sh`` trains, else a freshly initialised VGGSNN
+(seed 0; the speed, not the accuracy, is measured then). Every sample runs
+at latency T. Paths:
 
 * ``lava-float``  our Lava process graph (slt_deploy.lava.network), Loihi2SimCfg floating_pt
 * ``lava-fixed``  the same graph with our quantiser, Loihi2SimCfg fixed_pt
@@ -31,6 +36,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+from dataclasses import replace
 import tempfile
 import time
 from pathlib import Path
@@ -40,7 +46,6 @@ import torch
 
 from slt_deploy.backends import FUSED_LANES, predictions, simulate
 from slt_deploy.checkpoint import load_checkpoint, model_from_checkpoint
-from slt_deploy.data import evaluation_inputs, load_split
 from slt_deploy.deploy import plan_deployment
 from slt_deploy.lava.compat import import_lava
 from slt_deploy.lava.network import LavaNetwork
@@ -49,34 +54,59 @@ from slt_deploy.lava.watchdog import lava_actors
 from slt_deploy.nirfile import graph_dt, read_graph
 
 ROOT = Path(__file__).resolve().parent.parent
-T = 8
 WARMUP = 2
-TORCH_MIN_SECONDS = 0.3  # a torch path repeats its chunk until this much time has passed
+VGGSNN_TRAINED = ROOT / "runs" / "vggsnn-energy" / "vggsnn-slt.pt"
+MIN_SECONDS = 0.3  # a torch or fused path repeats its chunk until this much time has passed
 PATHS = ("lava-float", "lava-fixed", "lava-fused", "netx-fixed", "netx-current", "torch-ref", "torch-model")
 
 
-def open_paths(name: str, stack: contextlib.ExitStack, capacity: int, total: int, workdir: Path,
-               warmup_x: np.ndarray):
+def model_files(name: str, workdir: Path):
+    """(NIR graph path, the training model, data set) of a benchmarked model."""
+    if name.startswith("digits-"):
+        checkpoint = ROOT / "models" / f"{name}-slt.pt"
+        model = model_from_checkpoint(load_checkpoint(checkpoint), str(checkpoint))
+        return ROOT / "export" / f"{name}-slt.nir", model, "digits"
+    if name != "vggsnn":
+        raise SystemExit(f"unknown model {name}: choose digits-cnn, digits-mlp or vggsnn")
+    from slt_deploy.export import export_model
+    from slt_deploy.nirfile import write_graph
+    from slt_deploy.zoo import build_model, load_recipe
+
+    if VGGSNN_TRAINED.exists():
+        model = model_from_checkpoint(load_checkpoint(VGGSNN_TRAINED), str(VGGSNN_TRAINED))
+        print(f"vggsnn: trained checkpoint {VGGSNN_TRAINED.relative_to(ROOT)}")
+    else:
+        torch.manual_seed(0)
+        model = build_model(replace(load_recipe("vggsnn"), dataset="ndigits48"))
+        print("vggsnn: freshly initialised (seed 0); run scripts/vggsnn_energy.sh for the trained one")
+    graph_path = workdir / "vggsnn.nir"
+    write_graph(export_model(model), graph_path)
+    return graph_path, model.eval(), "ndigits48"
+
+
+def open_paths(graph_path: Path, model, paths: tuple[str, ...], stack: contextlib.ExitStack,
+               capacity: int, total: int, workdir: Path, warmup_x: np.ndarray):
     """{path: run(x [n, T, *shape]) -> outputs [n, T, classes]} (plus "_io": the
     netx io description), start-up seconds and Lava OS processes per path.
     ``capacity``: samples per run; ``total``: samples over all timed runs."""
     from slt_deploy.backends import input_kind_of
     from slt_deploy.lava.netx import NetxRunner, netx_network_for
 
-    graph = read_graph(ROOT / "export" / f"{name}-slt.nir")
+    graph = read_graph(graph_path)
+    T = int(graph.metadata["latency_T"])
     runs, startup, processes = {}, {}, {}
 
     def lava(mode):
         plan = plan_deployment(graph, graph_dt(graph, None), input_kind_of(graph))
         quantized = QuantizedPlan(plan) if mode == "fixed" else None
-        lanes = FUSED_LANES if mode == "fused" else 1
+        lanes = min(capacity, FUSED_LANES) if mode == "fused" else 1
         network = stack.enter_context(LavaNetwork(plan, T, mode=mode, capacity=-(-capacity // lanes), lanes=lanes,
                                                   record_spikes=False, quantized=quantized))
         return (lambda x: network.run(x).outputs[:, :T]), network.anchor
 
     def netx(readout):
         plan = plan_deployment(graph, graph_dt(graph, None), input_kind_of(graph))
-        network, io = netx_network_for(plan, workdir / f"{name}-{readout}.net", T)
+        network, io = netx_network_for(plan, workdir / f"{graph_path.stem}-{readout}.net", T)
         runner = stack.enter_context(NetxRunner(network, io, capacity=capacity, readout=readout,
                                                 lifetime=len(warmup_x) + total))
         runs["_io"] = io
@@ -86,9 +116,6 @@ def open_paths(name: str, stack: contextlib.ExitStack, capacity: int, total: int
         return lambda x: simulate(graph, "torch", x).outputs, None
 
     def torch_model():
-        checkpoint = ROOT / "models" / f"{name}-slt.pt"
-        model = model_from_checkpoint(load_checkpoint(checkpoint), str(checkpoint))
-
         def run(x):
             with torch.no_grad():
                 return model(torch.as_tensor(x, dtype=torch.float32).transpose(0, 1)).transpose(0, 1).numpy()
@@ -98,6 +125,8 @@ def open_paths(name: str, stack: contextlib.ExitStack, capacity: int, total: int
     makers = (lambda: lava("float"), lambda: lava("fixed"), lambda: lava("fused"), lambda: netx("voltage"), lambda: netx("current"),
               torch_ref, torch_model)
     for path, make in zip(PATHS, makers):
+        if path not in paths:
+            continue
         started = time.perf_counter()
         run, source = make()
         run(warmup_x)
@@ -107,27 +136,28 @@ def open_paths(name: str, stack: contextlib.ExitStack, capacity: int, total: int
     return runs, startup, processes
 
 
-def bench_model(name: str, samples: int, rounds: int) -> dict:
+def bench_model(name: str, samples: int, rounds: int, paths: tuple[str, ...]) -> dict:
     import_lava(with_dl=True)
     from slt_deploy.lava.netx import chain_forward
+    from slt_deploy.profiling import graph_stream
 
-    checkpoint = ROOT / "models" / f"{name}-slt.pt"
-    shape = tuple(model_from_checkpoint(load_checkpoint(checkpoint), str(checkpoint)).recipe.input_shape)
-    test = load_split("digits", "test", shape)
-    x_all = evaluation_inputs(test, T, "rate").transpose(0, 1).numpy().astype(np.float64)
-    labels = test.labels.numpy()
-    samples = min(samples, len(labels))
-    x, labels = x_all[WARMUP : WARMUP + samples], labels[WARMUP : WARMUP + samples]
-    chunks = np.array_split(np.arange(samples), rounds)
-    capacity = max(len(c) for c in chunks)
-    seconds = {p: 0.0 for p in PATHS}
-    done = {p: 0 for p in PATHS}
-    outputs = {p: np.zeros((samples, T, 10)) for p in PATHS}
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
-        runs, startup, processes = open_paths(name, stack, capacity, samples, Path(tmp), x_all[:WARMUP])
-        io = runs.pop("_io")
+        graph_path, model, dataset = model_files(name, Path(tmp))
+        x_all, labels = graph_stream(read_graph(graph_path), dataset, "test")[:2]
+        x_all = x_all.astype(np.float64)
+        T = x_all.shape[1]
+        samples = min(samples, len(labels) - WARMUP)
+        x, labels = x_all[WARMUP : WARMUP + samples], labels[WARMUP : WARMUP + samples]
+        chunks = np.array_split(np.arange(samples), rounds)
+        capacity = max(len(c) for c in chunks)
+        seconds = {p: 0.0 for p in paths}
+        done = {p: 0 for p in paths}
+        outputs = {p: np.zeros((samples, T, 10)) for p in paths}
+        runs, startup, processes = open_paths(graph_path, model, paths, stack, capacity, samples, Path(tmp),
+                                              x_all[:WARMUP])
+        io = runs.pop("_io", None)
         for r, chunk in enumerate(chunks):
-            order = PATHS[r % len(PATHS):] + PATHS[: r % len(PATHS)]
+            order = paths[r % len(paths):] + paths[: r % len(paths)]
             for path in order:
                 started = time.perf_counter()
                 repeats = 0
@@ -135,53 +165,74 @@ def bench_model(name: str, samples: int, rounds: int) -> dict:
                     outputs[path][chunk] = runs[path](x[chunk])
                     repeats += 1
                     elapsed = time.perf_counter() - started
-                    if not path.startswith("torch") or elapsed >= TORCH_MIN_SECONDS:
+                    if not path.startswith(("torch", "lava-fused")) or elapsed >= MIN_SECONDS:
                         break
                 seconds[path] += elapsed
                 done[path] += repeats * len(chunk)
     latencies = np.full(samples, T)
-    predicted = {p: predictions(outputs[p], latencies) for p in PATHS}
-    rate = {p: done[p] / seconds[p] for p in PATHS}
-    exact = chain_forward(io.quantised, x)
-    return {
+    predicted = {p: predictions(outputs[p], latencies) for p in paths}
+    rate = {p: done[p] / seconds[p] for p in paths}
+
+    def agreement(a, b):
+        return float((predicted[a] == predicted[b]).mean()) if a in paths and b in paths else None
+
+    result = {
         "model": name,
+        "T": T,
         "samples": samples,
+        "paths": paths,
         "rate": rate,
-        "ratio": {p: rate[p] / rate["lava-float"] for p in PATHS},
+        "ratio": {p: rate[p] / rate["lava-float"] for p in paths},
         "startup": startup,
         "processes": processes,
-        "accuracy": {p: float((predicted[p] == labels).mean()) for p in PATHS},
-        "netx_vs_fixed_agreement": float((predicted["netx-fixed"] == predicted["lava-fixed"]).mean()),
-        "netx_vs_float_agreement": float((predicted["netx-fixed"] == predicted["lava-float"]).mean()),
-        "fixed_vs_float_agreement": float((predicted["lava-fixed"] == predicted["lava-float"]).mean()),
-        "netx_minus_slayer_quantised_max": float(max(np.abs(outputs[p] - exact).max()
-                                                     for p in ("netx-fixed", "netx-current"))),
+        "accuracy": {p: float((predicted[p] == labels).mean()) for p in paths},
+        "agreement": {f"{a} vs {b}": agreement(a, b) for a, b in
+                      (("netx-fixed", "lava-fixed"), ("netx-fixed", "lava-float"), ("lava-fixed", "lava-float"))
+                      if agreement(a, b) is not None},
+        "fused_equals_float": bool(np.array_equal(outputs["lava-fused"], outputs["lava-float"])),
         "float_minus_torch_ref_max": float(np.abs(outputs["lava-float"] - outputs["torch-ref"]).max()),
-        "scales": io.scales,
     }
+    if io is not None:
+        exact = chain_forward(io.quantised, x)
+        result["netx_minus_slayer_quantised_max"] = float(max(np.abs(outputs[p] - exact).max()
+                                                              for p in ("netx-fixed", "netx-current") if p in paths))
+        result["scales"] = io.scales
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="digits-cnn,digits-mlp")
-    parser.add_argument("--samples", type=int, default=358, help="digits test samples (after 2 warm-up samples)")
+    parser.add_argument("--models", default="digits-cnn,digits-mlp,vggsnn")
+    parser.add_argument("--samples", type=int, default=358, help="test samples of the digits models (after 2 warm-up samples)")
+    parser.add_argument("--vggsnn-samples", type=int, default=6, help="test samples of VGGSNN (the per-layer graph "
+                                                                      "takes ~3 s per sample, netx minutes)")
+    parser.add_argument("--vggsnn-paths", default="lava-float,lava-fused,netx-current,torch-ref,torch-model",
+                        help="paths run on VGGSNN (fixed point and the netx Monitor are left out by default: slow)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (chunks of the samples)")
     args = parser.parse_args()
-    print(f"{datetime.date.today()}  torch {torch.__version__}, {torch.get_num_threads()} threads, T = {T}")
-    results = [bench_model(name, args.samples, args.rounds) for name in args.models.split(",")]
+    print(f"{datetime.date.today()}  torch {torch.__version__}, {torch.get_num_threads()} threads")
+    results = []
+    for name in args.models.split(","):
+        if name == "vggsnn":
+            paths = tuple(p for p in PATHS if p in args.vggsnn_paths.split(","))
+            results.append(bench_model(name, args.vggsnn_samples, args.rounds, paths))
+        else:
+            results.append(bench_model(name, args.samples, args.rounds, PATHS))
     header = "| model | path | samples/s | × lava-float | start-up s | Lava processes | accuracy |"
     print(header)
     print("|---|---|---|---|---|---|---|")
     for r in results:
-        for p in PATHS:
-            print(f"| {r['model']} | {p} | {r['rate'][p]:,.1f} | {r['ratio'][p]:.3g} | {r['startup'][p]:.2f} | "
+        for p in r["paths"]:
+            rate = f"{r['rate'][p]:,.1f}" if r["rate"][p] >= 10 else f"{r['rate'][p]:.3g}"
+            print(f"| {r['model']} | {p} | {rate} | {r['ratio'][p]:.3g} | {r['startup'][p]:.2f} | "
                   f"{r['processes'][p] or '-'} | {100 * r['accuracy'][p]:.1f} % |")
     for r in results:
-        print(f"{r['model']}: {r['samples']} samples; netx vs lava-fixed predictions agree "
-              f"{100 * r['netx_vs_fixed_agreement']:.1f} %, netx vs lava-float {100 * r['netx_vs_float_agreement']:.1f} %, "
-              f"lava-fixed vs lava-float {100 * r['fixed_vs_float_agreement']:.1f} %; "
-              f"max |netx - slayer-quantised float64| = {r['netx_minus_slayer_quantised_max']:.2g}; "
-              f"max |lava-float - torch-ref| = {r['float_minus_torch_ref_max']:.2g}; slayer scales {r['scales']}")
+        agreement = ", ".join(f"{k} {100 * v:.1f} %" for k, v in r["agreement"].items())
+        print(f"{r['model']}: {r['samples']} samples, T = {r['T']}; predictions agree: {agreement or '-'}; "
+              f"lava-fused outputs == lava-float outputs: {r['fused_equals_float']}; "
+              f"max |lava-float - torch-ref| = {r['float_minus_torch_ref_max']:.2g}"
+              + (f"; max |netx - slayer-quantised float64| = {r['netx_minus_slayer_quantised_max']:.2g}; "
+                 f"slayer scales {r['scales']}" if "scales" in r else ""))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ from slt_deploy.data import evaluation_inputs, load_split
 from slt_deploy.deploy import plan_deployment
 from slt_deploy.errors import RunFailure, UserError
 from slt_deploy.export import export_model
-from slt_deploy.lava.network import SLOWEST_MACS_PER_SECOND, LavaNetwork, default_step_seconds
+from slt_deploy.lava.network import LavaNetwork
+from slt_deploy.lava.watchdog import SLOWEST_MACS_PER_SECOND, default_step_seconds
 from slt_deploy.reference import ReferenceNetwork
 from conftest import ROOT
 

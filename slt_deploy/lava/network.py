@@ -42,7 +42,7 @@ from .compat import import_lava
 from .deployed import (CANONICAL_FLOAT_MODELS, DeployedNetwork, build_per_layer, dense_of, fused_buffer_shapes,
                        lava_conv_weight, recorded_populations)
 from .shared import SharedArrays
-from .watchdog import guarded
+from .watchdog import default_step_seconds, guarded
 
 LAVA_MODES = ("float", "fixed", "loihi2", "fused")
 
@@ -89,22 +89,6 @@ def run_config(mode: str):
 
         return Loihi2HwCfg(select_sub_proc_model=True)
     raise UserError(f"unknown Lava mode '{mode}': choose one of {', '.join(LAVA_MODES)}")
-
-
-SLOWEST_MACS_PER_SECOND = 2e8
-"""Multiply-accumulates per second below which a run is taken for a hang: a
-floor under NumPy's dense and convolution speed on one core of this machine
-(the per-layer graph and the fused model both compute every synapse)."""
-
-
-def default_step_seconds(plan: DeployPlan, lanes: int) -> float:
-    """Watchdog allowance per time step (s): 1 s, or the time a network of
-    this size takes at :data:`SLOWEST_MACS_PER_SECOND` over all its lanes."""
-    macs = 0
-    for projection in plan.projections:
-        weights = int(np.asarray(projection.weight).size)
-        macs += weights * (int(np.prod(projection.conv_output_shape[1:])) if projection.kind == "conv" else 1)
-    return max(1.0, lanes * macs / SLOWEST_MACS_PER_SECOND)
 
 
 class LavaNetwork:

@@ -69,7 +69,7 @@ from ..deploy import DeployPlan, Population, Projection
 from ..errors import RunFailure, UserError
 from ..files import atomic_path
 from .compat import import_lava
-from .watchdog import guarded
+from .watchdog import default_step_seconds, guarded
 
 WEIGHT_MANT_MAX = 254
 """Largest |8-bit mantissa| slayer's ``quantize_8bit`` keeps for both signs (it clips to [-256, 254])."""
@@ -378,10 +378,11 @@ class NetxRunner:
     One runner per network (it connects its input and readout processes to
     it). Use as a context manager: the Lava runtime is stopped in
     ``close()``. Watchdog as in :class:`~slt_deploy.lava.network.LavaNetwork`: a run may
-    take ``startup_seconds`` (first run) + ``step_seconds`` per step."""
+    take ``startup_seconds`` (first run) + ``step_seconds`` per step (by
+    default growing with the network's size, as there)."""
 
     def __init__(self, network, io: NetxIO, capacity: int = 16, readout: str = "voltage",
-                 lifetime: int | None = None, step_seconds: float = 1.0, startup_seconds: float = 120.0,
+                 lifetime: int | None = None, step_seconds: float | None = None, startup_seconds: float = 120.0,
                  round_trip_seconds: float = 30.0):
         import_lava(with_dl=True)
         from lava.magma.core.run_configs import Loihi2SimCfg
@@ -408,6 +409,8 @@ class NetxRunner:
             readout_block.synapse.a_out.connect(self.sink.a_in)
             self.scale = io.readout_scale / 2**STATE_SHIFT  # a_out is not yet shifted by 6 bits
         self.run_cfg = Loihi2SimCfg(select_tag="fixed_pt")
+        if step_seconds is None:
+            step_seconds = default_step_seconds(io.quantised, 1)
         self.step_seconds, self.startup_seconds = step_seconds, startup_seconds
         self.round_trip_seconds = round_trip_seconds
         self.steps_run = 0

@@ -31,10 +31,29 @@ import time
 from multiprocessing import resource_tracker
 from typing import Any, Callable
 
+import numpy as np
+
 from ..errors import RunFailure
 
 POLL_SECONDS = 0.05
 FAILURE_GRACE_SECONDS = 1.0  # for a dying process's exception to arrive
+
+
+SLOWEST_MACS_PER_SECOND = 2e8
+"""Multiply-accumulates per second below which a run is taken for a hang: a
+floor under NumPy's dense and convolution speed on one core of this machine
+(the per-layer graph and the fused model both compute every synapse)."""
+
+
+def default_step_seconds(plan, lanes: int) -> float:
+    """Watchdog allowance per time step (s): 1 s, or the time a network of
+    this size (a :class:`~slt_deploy.deploy.DeployPlan`) takes at
+    :data:`SLOWEST_MACS_PER_SECOND` over all its lanes."""
+    macs = 0
+    for projection in plan.projections:
+        weights = int(np.asarray(projection.weight).size)
+        macs += weights * (int(np.prod(projection.conv_output_shape[1:])) if projection.kind == "conv" else 1)
+    return max(1.0, lanes * macs / SLOWEST_MACS_PER_SECOND)
 
 
 def _infrastructure(runtime):
