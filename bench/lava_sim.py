@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from interleaved import interleaved_rates
 from slt_deploy.backends import FUSED_LANES, predictions, simulate
 from slt_deploy.checkpoint import load_checkpoint, model_from_checkpoint
 from slt_deploy.deploy import plan_deployment
@@ -150,28 +151,14 @@ def bench_model(name: str, samples: int, rounds: int, paths: tuple[str, ...]) ->
         x, labels = x_all[WARMUP : WARMUP + samples], labels[WARMUP : WARMUP + samples]
         chunks = np.array_split(np.arange(samples), rounds)
         capacity = max(len(c) for c in chunks)
-        seconds = {p: 0.0 for p in paths}
-        done = {p: 0 for p in paths}
         outputs = {p: np.zeros((samples, T, 10)) for p in paths}
         runs, startup, processes = open_paths(graph_path, model, paths, stack, capacity, samples, Path(tmp),
                                               x_all[:WARMUP])
         io = runs.pop("_io", None)
-        for r, chunk in enumerate(chunks):
-            order = paths[r % len(paths):] + paths[: r % len(paths)]
-            for path in order:
-                started = time.perf_counter()
-                repeats = 0
-                while True:
-                    outputs[path][chunk] = runs[path](x[chunk])
-                    repeats += 1
-                    elapsed = time.perf_counter() - started
-                    if not path.startswith(("torch", "lava-fused")) or elapsed >= MIN_SECONDS:
-                        break
-                seconds[path] += elapsed
-                done[path] += repeats * len(chunk)
+        rate = interleaved_rates(runs, paths, chunks, x, outputs, lambda p: p.startswith(("torch", "lava-fused")),
+                                 MIN_SECONDS)
     latencies = np.full(samples, T)
     predicted = {p: predictions(outputs[p], latencies) for p in paths}
-    rate = {p: done[p] / seconds[p] for p in paths}
 
     def agreement(a, b):
         return float((predicted[a] == predicted[b]).mean()) if a in paths and b in paths else None

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from interleaved import interleaved_rates
 from slt_deploy.backends import input_kind_of, predictions
 from slt_deploy.checkpoint import load_checkpoint, model_from_checkpoint
 from slt_deploy.data import evaluation_inputs, load_split
@@ -116,24 +117,12 @@ def bench_model(name: str, epochs: int, samples: int, rounds: int) -> dict:
     x, labels = x_all[WARMUP : WARMUP + samples], test.labels.numpy()[WARMUP : WARMUP + samples]
     chunks = np.array_split(np.arange(samples), rounds)
     capacity = max(len(c) for c in chunks)
-    seconds, done = {p: 0.0 for p in PATHS}, {p: 0 for p in PATHS}
     outputs = {p: np.zeros((samples, T, recipe.classes)) for p in PATHS}
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         runs, startup, info = open_paths(checkpoint, stack, capacity, samples, Path(tmp), x_all[:WARMUP])
-        for r, chunk in enumerate(chunks):
-            for path in PATHS[r % len(PATHS):] + PATHS[: r % len(PATHS)]:
-                started, repeats = time.perf_counter(), 0
-                while True:
-                    outputs[path][chunk] = runs[path](x[chunk])
-                    repeats += 1
-                    elapsed = time.perf_counter() - started
-                    if path != "slayer-torch" or elapsed >= TORCH_MIN_SECONDS:
-                        break
-                seconds[path] += elapsed
-                done[path] += repeats * len(chunk)
+        rate = interleaved_rates(runs, PATHS, chunks, x, outputs, lambda p: p == "slayer-torch", TORCH_MIN_SECONDS)
     latencies = np.full(samples, T)
     predicted = {p: predictions(outputs[p], latencies) for p in PATHS}
-    rate = {p: done[p] / seconds[p] for p in PATHS}
     return {
         "model": name,
         "epochs": epochs,
