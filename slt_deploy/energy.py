@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .backends import samples_per_batch, simulate
 from .deploy import DeployPlan, Projection
 from .errors import UserError
 from .files import read_toml
@@ -148,6 +149,16 @@ def count_operations(plan: DeployPlan, inputs: np.ndarray, spikes: dict[str, np.
     return operation_counts(plan, effective, structural, firing, latencies, mac_once)
 
 
+def run_synapse_counts(plan: DeployPlan, inputs: np.ndarray, run, fanouts=None):
+    """:func:`synapse_counts` of a finished run (a backend's ``Simulation`` or
+    a ``LavaResult``): the fused model's live counters, else counted from the
+    spikes it recorded."""
+    if run.operations is not None:
+        return run.operations[..., 0], run.operations[..., 1], run.spike_counts
+    spiking = {name: s for name, s in run.spikes.items() if plan.populations[name].spiking}
+    return synapse_counts(plan, inputs, spiking, fanouts)
+
+
 def counted_run(graph, backend: str, inputs: np.ndarray, plan: DeployPlan, *, mac_once: bool = True,
                 progress=None):
     """Outputs [N, T, *out] and :class:`OperationCounts` of ``inputs``
@@ -157,8 +168,6 @@ def counted_run(graph, backend: str, inputs: np.ndarray, plan: DeployPlan, *, ma
     every spike, so they run in batches whose spikes fit in memory
     (:func:`~slt_deploy.backends.samples_per_batch`): a VGGSNN records
     ~0.1 GB per sample at T = 10. ``progress(done)`` gets the samples done."""
-    from .backends import samples_per_batch, simulate
-
     samples, steps = inputs.shape[:2]
     live = backend == "lava-fused"
     neurons = sum(p.size for p in plan.populations.values())
@@ -170,11 +179,7 @@ def counted_run(graph, backend: str, inputs: np.ndarray, plan: DeployPlan, *, ma
         report = None if progress is None else (lambda done, offset=start: progress(offset + done))
         run = simulate(graph, backend, x, dt=plan.dt, input_kind=plan.input_kind, record_spikes=not live,
                        progress=report)
-        if run.operations is not None:
-            counts = run.operations[..., 0], run.operations[..., 1], run.spike_counts
-        else:
-            spiking = {name: s for name, s in run.spikes.items() if plan.populations[name].spiking}
-            counts = synapse_counts(plan, x, spiking, fanouts)
+        counts = run_synapse_counts(plan, x, run, fanouts)
         outputs.append(run.outputs)
         effective.append(counts[0])
         structural.append(counts[1])

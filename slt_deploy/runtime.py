@@ -51,7 +51,8 @@ from typing import Protocol
 import numpy as np
 
 from .deploy import plan_deployment
-from .energy import HardwareProfile, count_operations, counted_run, operation_counts
+from .backends import Simulation
+from .energy import HardwareProfile, counted_run, operation_counts, run_synapse_counts
 from .errors import UserError
 from .files import read_toml
 from .nirfile import graph_dt, metadata_json
@@ -195,10 +196,15 @@ class Engine(Protocol):
     def run(self, sample: np.ndarray, steps: int) -> StepTrace: ...
 
 
-def step_energy(plan, hardware: HardwareProfile, inputs, spikes, mac_once: bool) -> np.ndarray:
-    """Energy (mJ) of every step of every sample [N, T], from live counts."""
-    spiking = {n: s for n, s in spikes.items() if plan.populations[n].spiking}
-    counts = count_operations(plan, inputs, spiking, mac_once=mac_once)
+def step_energy(plan, hardware: HardwareProfile, inputs, run, mac_once: bool) -> np.ndarray:
+    """Energy (mJ) of every step of every sample [N, T] of a finished run
+    (live counters, or counted from its spikes)."""
+    counts = operation_counts(plan, *run_synapse_counts(plan, inputs, run), mac_once=mac_once)
+    return counts_energy(hardware, counts)
+
+
+def counts_energy(hardware: HardwareProfile, counts) -> np.ndarray:
+    """Energy (mJ) per sample and step [N, T] of operation counts."""
     return hardware.energy_mj(counts.total("sop"), counts.total("mac"), counts.neuron_updates)
 
 
@@ -210,7 +216,7 @@ def batch_traces(graph, profile: EnergyProfile, inputs: np.ndarray, backend: str
     step = graph_dt(graph, dt)
     plan = plan_deployment(graph, step, (graph.metadata or {}).get("input_kind"))
     outputs, counts = counted_run(graph, backend, inputs, plan, mac_once=profile.mac_once)
-    energy = profile.hardware.energy_mj(counts.total("sop"), counts.total("mac"), counts.neuron_updates)
+    energy = counts_energy(profile.hardware, counts)
     return outputs.reshape(outputs.shape[0], outputs.shape[1], -1), energy
 
 
@@ -228,10 +234,9 @@ class TorchEngine:
     def run_batch(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Outputs [N, T, K] and per-step energy [N, T] of a batch (one pass)."""
         result = self.network.run(inputs, record=True)
-        spikes = {k: v.numpy() for k, v in result.record.items()}
-        energy = step_energy(self.plan, self.profile.hardware, inputs, spikes, self.profile.mac_once)
-        outputs = result.outputs.numpy()
-        return outputs.reshape(outputs.shape[0], outputs.shape[1], -1), energy
+        run = Simulation(result.outputs.numpy(), {k: v.numpy() for k, v in result.record.items()})
+        energy = step_energy(self.plan, self.profile.hardware, inputs, run, self.profile.mac_once)
+        return run.outputs.reshape(run.outputs.shape[0], run.outputs.shape[1], -1), energy
 
     def run(self, sample: np.ndarray, steps: int) -> StepTrace:
         outputs, energy = self.run_batch(np.asarray(sample)[None, :steps])
@@ -261,13 +266,7 @@ class LavaEngine:
         x = np.zeros((1, self.profile.T, *np.asarray(sample).shape[1:]))
         x[0, :steps] = np.asarray(sample)[:steps]
         result = self.network.run(x, [steps])
-        hardware, plan = self.profile.hardware, self.plan
-        if result.operations is not None:
-            counts = operation_counts(plan, result.operations[..., 0], result.operations[..., 1],
-                                      result.spike_counts, mac_once=self.profile.mac_once)
-            energy = hardware.energy_mj(counts.total("sop"), counts.total("mac"), counts.neuron_updates)
-        else:
-            energy = step_energy(plan, hardware, x, result.spikes, self.profile.mac_once)
+        energy = step_energy(self.plan, self.profile.hardware, x, result, self.profile.mac_once)
         outputs = result.outputs.reshape(1, self.profile.T, -1)
         return StepTrace(outputs[0, :steps], energy[0, :steps])
 
