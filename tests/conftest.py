@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -62,14 +64,13 @@ def shm_segments() -> set[str]:
         return set()
 
 
-@pytest.fixture
-def no_leaks():
-    """Fails the test if it leaves a child OS process or a /dev/shm segment behind."""
-    import time
-
+@contextlib.contextmanager
+def leak_check(seconds: float = 10):
+    """Fails if the block leaves a child OS process or a /dev/shm segment
+    behind (after ``seconds`` for them to go)."""
     pids_before, shm_before = child_pids(), shm_segments()
     yield
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         left_pids = child_pids() - pids_before
         left_shm = shm_segments() - shm_before
@@ -78,6 +79,13 @@ def no_leaks():
         time.sleep(0.2)
     assert not left_pids, f"OS processes left behind: {sorted(left_pids)}"
     assert not left_shm, f"shared-memory segments left behind: {sorted(left_shm)}"
+
+
+@pytest.fixture
+def no_leaks():
+    """Fails the test if it leaves a child OS process or a /dev/shm segment behind."""
+    with leak_check():
+        yield
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
@@ -104,13 +112,8 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
 @pytest.fixture(scope="session", autouse=True)
 def suite_leaves_no_processes():
     """The whole suite must end with no child process and no new /dev/shm segment."""
-    pids_before, shm_before = child_pids(), shm_segments()
-    yield
-    import time
-
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and (child_pids() - pids_before or shm_segments() - shm_before):
-        time.sleep(0.5)
-    left_pids, left_shm = child_pids() - pids_before, shm_segments() - shm_before
-    if left_pids or left_shm:
-        pytest.exit(f"test suite left OS processes {sorted(left_pids)} / shm {sorted(left_shm)}", returncode=1)
+    try:
+        with leak_check(seconds=15):
+            yield
+    except AssertionError as exc:
+        pytest.exit(f"test suite left {exc}", returncode=1)

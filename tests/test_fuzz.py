@@ -40,7 +40,7 @@ from hypothesis import HealthCheck, assume, event, given, note, settings
 from hypothesis import strategies as st
 
 import graphs
-from conftest import ROOT, assert_one_line_error, child_pids, run_cli, shm_segments
+from conftest import ROOT, assert_one_line_error, leak_check, run_cli
 from slt_deploy.backends import input_kind_of, simulate
 from slt_deploy.deploy import plan_deployment
 from slt_deploy.errors import UserError
@@ -55,21 +55,6 @@ pytestmark = [pytest.mark.filterwarnings("ignore:Cannot import module:UserWarnin
 DT = 1e-3
 SETTINGS = dict(derandomize=True, database=None, deadline=None, print_blob=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-
-
-@contextlib.contextmanager
-def no_leaks():
-    """The ``no_leaks`` fixture of conftest, around a whole hypothesis run."""
-    pids_before, shm_before = child_pids(), shm_segments()
-    yield
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        left_pids, left_shm = child_pids() - pids_before, shm_segments() - shm_before
-        if not left_pids and not left_shm:
-            return
-        time.sleep(0.2)
-    assert not left_pids, f"OS processes left behind: {sorted(left_pids)}"
-    assert not left_shm, f"shared-memory segments left behind: {sorted(left_shm)}"
 
 
 # =========================================================================== 1. random valid graphs
@@ -377,7 +362,7 @@ def test_random_graphs_on_the_per_layer_lava_graph_equal_the_reference(case, dat
     graph, x, latencies = case
     plan, reference, spiking = reference_of(graph, x, latencies)
     capacity = data.draw(st.integers(1, len(x)), label="capacity")  # < samples: several Lava runs
-    with no_leaks():
+    with leak_check():
         with LavaNetwork(plan, x.shape[1], mode="float", capacity=capacity) as network:
             per_layer = network.run(x, latencies)
         with LavaNetwork(plan, x.shape[1], mode="fused", capacity=len(x), lanes=1) as network:
@@ -396,7 +381,7 @@ def test_random_graphs_on_the_fused_lava_model_equal_the_reference(case, data):
     plan, reference, spiking = reference_of(graph, x, latencies)
     lanes = data.draw(st.integers(1, len(x)), label="lanes")
     capacity = data.draw(st.integers(1, -(-len(x) // lanes)), label="capacity")  # small: several runs
-    with no_leaks():
+    with leak_check():
         with LavaNetwork(plan, x.shape[1], mode="fused", capacity=capacity, lanes=lanes) as network:
             result = network.run(x, latencies)
     assert_same_as_reference(result, reference, spiking, latencies)
@@ -422,7 +407,7 @@ def test_a_recurrent_population_starts_each_sample_without_its_earlier_spikes(mo
     x, latencies = np.zeros((3, 4, 2)), np.array([4, 2, 3])
     reference = simulate(graph, "torch", x, latencies=latencies, dt=DT, record_spikes=True)
     assert reference.spikes["lif"][:, 0].tolist() == [[1, 0]] * 3  # neuron 1 is silent at every first step
-    with no_leaks():
+    with leak_check():
         with LavaNetwork(plan_deployment(graph, DT), 4, mode=mode, capacity=3) as network:
             result = network.run(x, latencies)
     assert np.array_equal(result.spikes["lif"], reference.spikes["lif"])
