@@ -37,12 +37,12 @@ from types import SimpleNamespace
 import numpy as np
 
 from ..deploy import DeployPlan
-from ..errors import RunFailure, UserError
+from ..errors import UserError
 from .compat import import_lava
 from .deployed import (CANONICAL_FLOAT_MODELS, DeployedNetwork, build_per_layer, dense_of, fused_buffer_shapes,
                        lava_conv_weight, recorded_populations)
 from .shared import SharedArrays
-from .watchdog import default_step_seconds, guarded
+from .watchdog import WatchedRuntime, default_step_seconds
 
 LAVA_MODES = ("float", "fixed", "loihi2", "fused")
 
@@ -91,7 +91,7 @@ def run_config(mode: str):
     raise UserError(f"unknown Lava mode '{mode}': choose one of {', '.join(LAVA_MODES)}")
 
 
-class LavaNetwork:
+class LavaNetwork(WatchedRuntime):
     """A deployment plan on Lava. ``run`` feeds samples with per-sample latencies.
 
     ``mode``: float | fixed | loihi2 (the per-layer graph) | fused (one
@@ -320,16 +320,8 @@ class LavaNetwork:
             values[step] = v
         return values
 
-    def _guarded(self, call, seconds: float, what: str, watch_processes: bool = True):
-        """A Lava call under the watchdog (``seconds`` on top of the round trip)."""
-        if self.closed:
-            raise RunFailure("the Lava network was stopped after an earlier failure")
-        try:
-            return guarded(call, lambda: self.anchor.runtime, self.round_trip_seconds + seconds, what,
-                           watch_processes)
-        except (RunFailure, KeyboardInterrupt):
-            self.closed = True  # the watchdog already stopped every Lava process
-            raise
+    def _runtime(self):
+        return self.anchor.runtime
 
     def close(self) -> None:
         """Stop the Lava runtime (frees its OS processes and shared memory)."""

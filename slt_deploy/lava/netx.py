@@ -66,10 +66,10 @@ import numpy as np
 import torch
 
 from ..deploy import DeployPlan, Population, Projection
-from ..errors import RunFailure, UserError
+from ..errors import UserError
 from ..files import atomic_path
 from .compat import import_lava
-from .watchdog import default_step_seconds, guarded
+from .watchdog import WatchedRuntime, default_step_seconds
 
 WEIGHT_MANT_MAX = 254
 """Largest |8-bit mantissa| slayer's ``quantize_8bit`` keeps for both signs (it clips to [-256, 254])."""
@@ -359,7 +359,7 @@ def slayer_outputs(source, inputs: np.ndarray, max_latency: int = 8) -> np.ndarr
 # --------------------------------------------------------------------------- running on Lava
 
 
-class NetxRunner:
+class NetxRunner(WatchedRuntime):
     """Runs samples through a netx network on Lava's fixed-point simulator
     (``Loihi2SimCfg(select_tag="fixed_pt")``), back to back in long runs of
     up to ``capacity`` samples (the input ring buffer holds ``capacity *
@@ -380,6 +380,8 @@ class NetxRunner:
     ``close()``. Watchdog as in :class:`~slt_deploy.lava.network.LavaNetwork`: a run may
     take ``startup_seconds`` (first run) + ``step_seconds`` per step (by
     default growing with the network's size, as there)."""
+
+    label = "netx network"
 
     def __init__(self, network, io: NetxIO, capacity: int = 16, readout: str = "voltage",
                  lifetime: int | None = None, step_seconds: float | None = None, startup_seconds: float = 120.0,
@@ -481,15 +483,8 @@ class NetxRunner:
         self.steps_run += run_steps
         return outputs
 
-    def _guarded(self, call, seconds: float, what: str, watch_processes: bool = True):
-        if self.closed:
-            raise RunFailure("the netx network was stopped after an earlier failure")
-        try:
-            return guarded(call, lambda: self.source.runtime, self.round_trip_seconds + seconds, what,
-                           watch_processes)
-        except RunFailure:
-            self.closed = True
-            raise
+    def _runtime(self):
+        return self.source.runtime
 
     def close(self) -> None:
         """Stop the Lava runtime (frees its OS processes and shared memory)."""

@@ -210,3 +210,28 @@ def guarded(call: Callable[[], Any], runtime: Callable[[], Any], timeout: float,
         detail = cause or f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
         raise RunFailure(f"Lava {what} failed: {detail}")
     return outcome.get("value")
+
+
+class WatchedRuntime:
+    """Mixin for an object that owns a running Lava network: every call into
+    it goes through :meth:`_guarded`. Needs ``closed``, ``round_trip_seconds``
+    and :meth:`_runtime`; ``label`` names the network in errors."""
+
+    label = "Lava network"
+    closed: bool
+    round_trip_seconds: float
+
+    def _runtime(self):
+        raise NotImplementedError
+
+    def _guarded(self, call, seconds: float, what: str, watch_processes: bool = True):
+        """A Lava call under the watchdog (``seconds`` on top of the round
+        trip). After a failure or an interrupt the watchdog has already
+        stopped every Lava process: the object is closed for good."""
+        if self.closed:
+            raise RunFailure(f"the {self.label} was stopped after an earlier failure")
+        try:
+            return guarded(call, self._runtime, self.round_trip_seconds + seconds, what, watch_processes)
+        except (RunFailure, KeyboardInterrupt):
+            self.closed = True
+            raise
