@@ -45,14 +45,14 @@ import numpy as np
 import torch
 
 from interleaved import interleaved_rates
-from slt_deploy.backends import FUSED_LANES, predictions, simulate
-from slt_deploy.checkpoint import load_checkpoint, model_from_checkpoint
-from slt_deploy.deploy import plan_deployment
-from slt_deploy.lava.compat import import_lava
+from slt_deploy.simulate import FUSED_LANES, predictions, simulate
+from slt_deploy.training.checkpoint import load_checkpoint, model_from_checkpoint
+from slt_deploy.deploy.plan import plan_deployment
+from slt_deploy.core.compat import import_lava
 from slt_deploy.lava.network import LavaNetwork
-from slt_deploy.lava.quantize import QuantizedPlan
+from slt_deploy.lava.quantise import QuantizedPlan
 from slt_deploy.lava.watchdog import lava_actors
-from slt_deploy.nirfile import graph_dt, read_graph
+from slt_deploy.ir.nirfile import graph_dt, read_graph
 
 ROOT = Path(__file__).resolve().parent.parent
 WARMUP = 2
@@ -69,9 +69,9 @@ def model_files(name: str, workdir: Path):
         return ROOT / "export" / f"{name}-slt.nir", model, "digits"
     if name != "vggsnn":
         raise SystemExit(f"unknown model {name}: choose digits-cnn, digits-mlp or vggsnn")
-    from slt_deploy.export import export_model
-    from slt_deploy.nirfile import write_graph
-    from slt_deploy.zoo import build_model, load_recipe
+    from slt_deploy.ir.export import export_model
+    from slt_deploy.ir.nirfile import write_graph
+    from slt_deploy.models import build_model, load_recipe
 
     if VGGSNN_TRAINED.exists():
         model = model_from_checkpoint(load_checkpoint(VGGSNN_TRAINED), str(VGGSNN_TRAINED))
@@ -90,7 +90,7 @@ def open_paths(graph_path: Path, model, paths: tuple[str, ...], stack: contextli
     """{path: run(x [n, T, *shape]) -> outputs [n, T, classes]} (plus "_io": the
     netx io description), start-up seconds and Lava OS processes per path.
     ``capacity``: samples per run; ``total``: samples over all timed runs."""
-    from slt_deploy.backends import input_kind_of
+    from slt_deploy.deploy.plan import input_kind_of
     from slt_deploy.lava.netx import NetxRunner, netx_network_for
 
     graph = read_graph(graph_path)
@@ -140,7 +140,7 @@ def open_paths(graph_path: Path, model, paths: tuple[str, ...], stack: contextli
 def bench_model(name: str, samples: int, rounds: int, paths: tuple[str, ...]) -> dict:
     import_lava(with_dl=True)
     from slt_deploy.lava.netx import chain_forward
-    from slt_deploy.profiling import graph_stream
+    from slt_deploy.energy.profile import graph_stream
 
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         graph_path, model, dataset = model_files(name, Path(tmp))

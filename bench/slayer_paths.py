@@ -6,7 +6,7 @@ our path (slayer model -> our NIR exporter -> our Lava graph) vs lava-dl's own
                                            [--samples 358] [--rounds 3]
 
 The models are trained here with SLT-TET on lava-dl slayer (``new_run`` of the
-recipe with ``backend="lava-dl"``), cached in ``runs/bench-slayer/``.
+recipe with ``framework="lava-dl"``), cached in ``runs/bench-slayer/``.
 Paths (rate-encoded digits test samples, T = 8, every sample at latency 8):
 
 * ``ours-float``    NIR export -> our Lava graph (slt_deploy.lava.network), Loihi2SimCfg floating_pt
@@ -36,17 +36,18 @@ import numpy as np
 import torch
 
 from interleaved import interleaved_rates
-from slt_deploy.backends import input_kind_of, predictions
-from slt_deploy.checkpoint import load_checkpoint, model_from_checkpoint
-from slt_deploy.data import evaluation_inputs, load_split
-from slt_deploy.deploy import plan_deployment
-from slt_deploy.export import export_model
-from slt_deploy.lava.compat import import_lava
+from slt_deploy.simulate import load_plan, predictions
+from slt_deploy.deploy.plan import input_kind_of
+from slt_deploy.training.checkpoint import load_checkpoint, model_from_checkpoint
+from slt_deploy.data.splits import evaluation_inputs, load_split
+from slt_deploy.deploy.plan import plan_deployment
+from slt_deploy.ir.export import export_model
+from slt_deploy.core.compat import import_lava
 from slt_deploy.lava.network import LavaNetwork
-from slt_deploy.lava.quantize import QuantizedPlan
-from slt_deploy.nirfile import graph_dt
-from slt_deploy.training import new_run, train
-from slt_deploy.zoo import load_recipe
+from slt_deploy.lava.quantise import QuantizedPlan
+from slt_deploy.ir.nirfile import graph_dt
+from slt_deploy.training.slt import new_run, train
+from slt_deploy.models.zoo import load_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 T = 8
@@ -60,7 +61,7 @@ def slayer_checkpoint(name: str, epochs: int) -> Path:
     path = ROOT / "runs" / "bench-slayer" / f"{name}-slt-tet-e{epochs}-lava-dl.pt"
     if not path.is_file():
         recipe = load_recipe(name)
-        recipe = replace(recipe, train=replace(recipe.train, backend="lava-dl", epochs=epochs))
+        recipe = replace(recipe, train=replace(recipe.train, framework="lava-dl", epochs=epochs))
         started = time.perf_counter()
         train(new_run(recipe), path)
         print(f"trained {path.name} in {time.perf_counter() - started:.0f} s")
@@ -84,7 +85,7 @@ def open_paths(checkpoint: Path, stack: contextlib.ExitStack, capacity: int, tot
         return lambda x: network.run(x).outputs[:, :T]
 
     def netx(readout):
-        network, io = netx_network_for(checkpoint, workdir / f"{readout}.net", T)  # slayer export_hdf5 -> netx
+        network, io = netx_network_for(load_plan(checkpoint), workdir / f"{readout}.net", T)  # slayer export_hdf5 -> netx
         runner = stack.enter_context(NetxRunner(network, io, capacity=capacity, readout=readout,
                                                 lifetime=len(warmup_x) + total))
         info["scales"] = io.scales

@@ -21,9 +21,9 @@ import time
 
 import torch
 
-from slt_deploy.data import load_split
-from slt_deploy.training import new_run, train_one_epoch, with_settings
-from slt_deploy.zoo import load_recipe
+from slt_deploy.data.splits import load_split
+from slt_deploy.training.slt import new_run, train_one_epoch, with_settings
+from slt_deploy.models.zoo import load_recipe
 
 
 def training_data(recipe, samples: int):

@@ -21,7 +21,7 @@ constraints=(-c constraints.txt)
     norse nir nirtorch tonic snntorch typer rich \
     pytest pytest-timeout hypothesis
 # lava-nc 0.10.0 / lava-dl 0.6.0 declare Python <3.11: install without their
-# metadata checks (DESIGN.md §3); slt_deploy.lava_compat makes them import.
+# metadata checks (docs/lava-behaviours.md); slt_deploy.core.compat makes them import.
 "${pip[@]}" install "${constraints[@]}" --no-deps --ignore-requires-python \
     lava-nc==0.10.0 lava-dl==0.6.0
 "${pip[@]}" install "${constraints[@]}" --no-deps --no-build-isolation -e .

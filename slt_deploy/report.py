@@ -10,8 +10,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import UserError
-from .files import atomic_path
+from .core.errors import UserError
+from .core.files import atomic_path, write_json, write_text
 
 
 def _pyplot():
@@ -159,7 +159,6 @@ def energy_report(profiles: dict[str, dict], folder) -> list:
     Writes energy_vs_latency.png, accuracy_vs_energy.png (with each model's
     Pareto front), sop_per_layer.png, accuracy_under_noise.png (when any
     profile has noise) and report.md into ``folder``; returns the paths."""
-    from pathlib import Path
 
     plt = _pyplot()
     folder = Path(folder)
@@ -240,8 +239,6 @@ def energy_report(profiles: dict[str, dict], folder) -> list:
     for name in ("energy_vs_latency", "accuracy_vs_energy", "sop_per_layer", "accuracy_under_noise"):
         if (folder / f"{name}.png") in written:
             lines.append(f"![{name}]({name}.png)\n")
-    from .files import write_text
-
     written.append(write_text(folder / "report.md", "\n".join(lines)))
     return written
 
@@ -311,3 +308,36 @@ def controller_table(result: dict, only: list[str] | None = None) -> tuple[list[
                  str(sum(p["violations"] for p in row["policies"].values()))]
         rows.append(line)
     return header, rows
+
+
+# --------------------------------------------------------------------------- controller evaluation
+
+
+def judge(graph, output, data: str = "digits", split: str = "test", samples: int | None = None,
+          budgets: int = 8, measure: str = "entropy", backend: str = "lava-fused") -> dict:
+    """Every policy under budgets from E(t=1) to E(t=T) on the stream, from
+    one run of ``backend`` over the stream (every sample's outputs and energy
+    at every step); writes evaluation.{json,md,png} and a mission timeline
+    (the anytime policy at the middle budget) into ``output``."""
+    from ..energy.profile import graph_stream
+    from ..runtime.controller import (MEASURES, Budget, Controller, EnergyProfile, PrecomputedEngine, batch_traces,
+                                      make_policy, run_mission)
+    from ..runtime.evaluation import calibrate, sweep
+
+    output = Path(output)
+    profile = EnergyProfile.from_graph(graph)
+    calibration = calibrate(graph, profile, graph_stream(graph, data, "calibration")[0], backend)
+    x, labels = graph_stream(graph, data, split, samples)[:2]
+    outputs, energy = batch_traces(graph, profile, x, backend)
+    result = sweep(profile, outputs, energy, labels, calibration, budgets=max(2, budgets), measures=MEASURES)
+    header, rows = controller_table(result)
+    write_json(output / "evaluation.json", result)
+    write_text(output / "evaluation.md", "# Runtime controller evaluation\n\n" + markdown_table(header, rows))
+    controller_evaluation_plot(result, output / "evaluation.png")
+    middle = result["rows"][len(result["rows"]) // 2]
+    budget = Budget(battery_mj=middle["battery_mj"], inferences=len(x))
+    policy = make_policy("anytime", profile, measure=measure, calibration=calibration[measure])
+    mission = run_mission(Controller(PrecomputedEngine(outputs, energy), profile, budget, policy), range(len(x)))
+    mission_timeline([d.to_dict() for d in mission.decisions], labels, budget.battery_mj, output / "timeline.png",
+                     f"anytime ({measure}), {middle['budget_per_inference_mj']:.2e} mJ per inference")
+    return result

@@ -6,7 +6,7 @@ import pytest
 
 import graphs
 from conftest import ROOT, assert_one_line_error, run_cli
-from slt_deploy.nirfile import read_graph
+from slt_deploy.ir.nirfile import read_graph
 
 MLP = ROOT / "export" / "digits-mlp-slt.nir"
 

@@ -4,7 +4,7 @@ import json
 import shutil
 
 from conftest import ROOT, assert_one_line_error, run_cli
-from slt_deploy.nirfile import metadata_json, read_graph
+from slt_deploy.ir.nirfile import metadata_json, read_graph
 
 
 def test_profile_writes_json_and_nir_metadata_then_report_compares(tmp_path):

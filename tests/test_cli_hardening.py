@@ -243,7 +243,7 @@ TABLE = {
         (["--resume", "{fx}/adir"], "checkpoint not found"),  # a folder
         (["--model", "{fx}/bad.toml"], "not valid TOML"),  # corrupt recipe
         (["--method", "foo"], "unknown method"),  # unknown value
-        (["--backend", "foo"], "unknown backend"),
+        (["--backend", "foo"], "unknown training framework"),
         (["--epochs", "-1"], "epochs and batch size must be >= 1"),  # out of range
         (["--lr", "nan"], "--lr must be a finite number"),
         (["--latency", "0"], "latency T must be >= 1"),
@@ -489,7 +489,7 @@ def _datasets(path: Path):
 def test_written_nir_files_hold_only_numbers_and_strings(tmp_path):
     """What export and profile write: numeric arrays and UTF-8 strings only (no
     opaque blobs, references or object arrays), the structured metadata as JSON text."""
-    from slt_deploy.nirfile import metadata_json, read_graph, write_graph
+    from slt_deploy.ir.nirfile import metadata_json, read_graph, write_graph
 
     out = tmp_path / "g.nir"
     write_graph(read_graph(GRAPH), out)
@@ -512,8 +512,8 @@ def test_written_nir_files_hold_only_numbers_and_strings(tmp_path):
     ("m_nested", "holds dict"), ("m_objects", "array of object"), ("m_hugeT", "latency_T"), ("m_textT", "latency_T"),
 ])
 def test_nir_metadata_that_is_not_plain_data_is_refused(name, fragment, fx):
-    from slt_deploy.errors import UserError
-    from slt_deploy.nirfile import read_graph
+    from slt_deploy.core.errors import UserError
+    from slt_deploy.ir.nirfile import read_graph
 
     with pytest.raises(UserError, match=fragment):
         read_graph(fx / f"{name}.nir")
@@ -562,12 +562,12 @@ def test_scenario_hardware_and_profile_files_are_parsed_as_data(fx, tmp_path):
 
 
 def test_shipped_hardware_profiles_and_scenarios_still_load():
-    from slt_deploy.energy import available_profiles, load_profile
-    from slt_deploy.runtime import Budget
+    from slt_deploy.energy.hardware import available_hardware, load_hardware
+    from slt_deploy.runtime.controller import Budget
 
-    assert {"qiao2015", "loihi2018", "horowitz2014"} <= set(available_profiles())
-    for name in available_profiles():
-        assert load_profile(name).name == name
+    assert {"qiao2015", "loihi2018", "horowitz2014"} <= set(available_hardware())
+    for name in available_hardware():
+        assert load_hardware(name).name == name
     for path in (ROOT / "hardware").glob("*.scenario.toml"):
         budget, policy = Budget.from_scenario(path)
         assert budget.battery_mj or budget.per_inference_mj
@@ -580,7 +580,7 @@ def test_shipped_hardware_profiles_and_scenarios_still_load():
 @pytest.mark.parametrize("name", ["../../evil", "/tmp/evil", "a/b", "..", "", "[/red]x", "evil\x00.pt", "~/x"])
 def test_default_checkpoint_names_stay_in_runs(name):
     from slt_deploy.cli import _default_checkpoint_path
-    from slt_deploy.zoo import load_recipe
+    from slt_deploy.models.zoo import load_recipe
 
     path = _default_checkpoint_path(dataclasses.replace(load_recipe("digits-mlp"), name=name))
     assert path.parent == Path("runs") and "/" not in path.name and "\x00" not in path.name

@@ -4,8 +4,8 @@ import torch
 
 import pytest
 
-from slt_deploy.data import EVAL_SEED, encode, evaluation_inputs, load_split
-from slt_deploy.errors import UserError
+from slt_deploy.data.splits import EVAL_SEED, encode, evaluation_inputs, load_split
+from slt_deploy.core.errors import UserError
 
 
 def test_digits_split_is_fixed_disjoint_and_stratified():

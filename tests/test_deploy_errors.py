@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from graphs import DT, graph, lif
-from slt_deploy.deploy import plan_deployment
-from slt_deploy.errors import UserError
+from slt_deploy.deploy.plan import plan_deployment
+from slt_deploy.core.errors import UserError
 
 
 def chain(*pairs, input_shape=(4,), output_shape=(4,)):

@@ -4,9 +4,9 @@ training with the same global batch and seed, up to float summation order."""
 import torch
 
 from conftest import run_cli
-from slt_deploy.distributed import Context
-from slt_deploy.training import new_run, train, with_settings
-from slt_deploy.zoo import load_recipe
+from slt_deploy.training.distributed import Context
+from slt_deploy.training.slt import new_run, train, with_settings
+from slt_deploy.models.zoo import load_recipe
 
 
 def test_two_processes_train_like_one(tmp_path):

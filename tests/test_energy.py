@@ -10,16 +10,18 @@ import torch
 
 import graphs
 from conftest import ROOT, assert_one_line_error, run_cli
-from slt_deploy import backends
-from slt_deploy.backends import simulate
-from slt_deploy.checkpoint import load_checkpoint, model_from_checkpoint
-from slt_deploy.data import evaluation_inputs, load_split
-from slt_deploy.deploy import Projection, plan_deployment
-from slt_deploy.energy import count_operations, fanout, load_profile
-from slt_deploy.errors import UserError
-from slt_deploy.export import export_model
-from slt_deploy.nirfile import read_graph
-from slt_deploy.profiling import profile_model
+from slt_deploy import simulate as backends
+from slt_deploy.simulate import simulate
+from slt_deploy.training.checkpoint import load_checkpoint, model_from_checkpoint
+from slt_deploy.data.splits import evaluation_inputs, load_split
+from slt_deploy.deploy.plan import Projection, plan_deployment
+from slt_deploy.deploy.synapses import fanout
+from slt_deploy.energy.counts import count_operations
+from slt_deploy.energy.hardware import load_hardware
+from slt_deploy.core.errors import UserError
+from slt_deploy.ir.export import export_model
+from slt_deploy.ir.nirfile import read_graph
+from slt_deploy.energy.profile import profile_model
 
 SINABS = ROOT / "tests" / "fixtures" / "sinabs"
 
@@ -136,15 +138,15 @@ def test_pytorch_and_lava_counts_are_equal(name, no_leaks):
 
 
 def test_energy_arithmetic():
-    qiao = load_profile("qiao2015")
+    qiao = load_hardware("qiao2015")
     assert qiao.energy_mj(1000) == pytest.approx(1000 * 0.077e-9)  # 77 fJ per SOP
     assert qiao.energy_mj(1000, mac=10) == pytest.approx((1000 * 0.077 + 10 * 4.6) * 1e-9)
-    loihi = load_profile("loihi2018")
+    loihi = load_hardware("loihi2018")
     assert loihi.evidence == "simulated minimum"
     assert loihi.energy_mj(100, neuron_updates=10) == pytest.approx((100 * 23.6 + 10 * 52.0) * 1e-9)
     with pytest.raises(UserError, match="no MAC energy"):
         loihi.energy_mj(1, mac=1)
-    ann = load_profile("horowitz2014")
+    ann = load_hardware("horowitz2014")
     assert ann.mac_pj == pytest.approx(3.7 + 0.9)
 
 
@@ -180,7 +182,7 @@ def test_one_pass_at_T_gives_the_counts_of_every_shorter_run():
     graph = read_graph(ROOT / "export" / "digits-cnn-slt.nir")
     test = load_split("digits", "test", (1, 8, 8))
     x = evaluation_inputs(test, 8, "rate")[:, :20].transpose(0, 1).numpy()
-    profile = profile_model(graph, x, test.labels.numpy()[:20], load_profile("qiao2015"))
+    profile = profile_model(graph, x, test.labels.numpy()[:20], load_hardware("qiao2015"))
     plan = plan_deployment(graph, 1e-3)
     for t in (1, 4):
         short = simulate(graph, "torch", x[:, :t], record_spikes=True)
@@ -198,12 +200,12 @@ def test_profiling_in_small_batches_gives_the_same_profile(monkeypatch):
     test = load_split("digits", "test", (1, 8, 8))
     x = evaluation_inputs(test, 8, "rate")[:, :9].transpose(0, 1).numpy()
     labels = test.labels.numpy()[:9]
-    whole = profile_model(graph, x, labels, load_profile("qiao2015"))
+    whole = profile_model(graph, x, labels, load_hardware("qiao2015"))
     reference = simulate(graph, "torch", x, record_spikes=True)
     done = []
     monkeypatch.setattr(backends, "BATCH_BYTES", 1)  # one sample per batch
     assert backends.samples_per_batch(10**6, 10, record=True) == 1
-    batched = profile_model(graph, x, labels, load_profile("qiao2015"), progress=done.append)
+    batched = profile_model(graph, x, labels, load_hardware("qiao2015"), progress=done.append)
     assert done == list(range(1, 10))
     assert batched == whole
     in_batches = simulate(graph, "torch", x, record_spikes=True)
@@ -218,7 +220,7 @@ def test_a_model_without_spiking_layers_is_refused():
                          [("input", "a"), ("a", "output")])
     graph.metadata = {"dt": 1e-3}
     with pytest.raises(UserError, match="no spiking layer"):
-        profile_model(graph, np.zeros((1, 2, 3)), np.zeros(1, dtype=int), load_profile("qiao2015"))
+        profile_model(graph, np.zeros((1, 2, 3)), np.zeros(1, dtype=int), load_hardware("qiao2015"))
 
 
 @pytest.fixture(scope="module")

@@ -12,18 +12,11 @@ import tonic
 from sklearn.datasets import load_digits
 
 from conftest import assert_one_line_error, run_cli
-from slt_deploy.data import load_split
-from slt_deploy.errors import UserError
-from slt_deploy.events import (
-    DVSGESTURE_MIRROR,
-    EVENT_DTYPE,
-    TONIC_SETS,
-    EventsToFrames,
-    RandomCropFlip,
-    download_data,
-    neuromorphic_digits,
-    preprocessing,
-)
+from slt_deploy.data.splits import load_split
+from slt_deploy.core.errors import UserError
+from slt_deploy.data.events import (
+    DVSGESTURE_MIRROR, EVENT_DTYPE, TONIC_SETS, EventsToFrames, RandomCropFlip, download_data,
+    neuromorphic_digits, preprocessing)
 
 DIGITS = load_digits().images / 16.0
 DURATION_US = 300_000  # three saccades of 100 ms
@@ -138,7 +131,7 @@ def test_ndigits_has_the_digits_split_as_event_frames():
 
 
 def test_generated_digits_fit_the_papers_vggsnn():
-    from slt_deploy.zoo import build_model, load_recipe
+    from slt_deploy.models import build_model, load_recipe
 
     recipe = load_recipe("vggsnn")
     width, height = recipe.input_shape[2], recipe.input_shape[1]
@@ -154,12 +147,12 @@ def test_generated_digits_fit_the_papers_vggsnn():
 
 
 def test_slt_on_ndigits_trains_exports_and_runs_on_lava(tmp_path, no_leaks):
-    from slt_deploy.backends import simulate
-    from slt_deploy.data import evaluation_inputs
-    from slt_deploy.evaluation import latency_profile
-    from slt_deploy.export import export_model
-    from slt_deploy.training import new_run, train, with_settings
-    from slt_deploy.zoo import load_recipe
+    from slt_deploy.simulate import simulate
+    from slt_deploy.data.splits import evaluation_inputs
+    from slt_deploy.training.evaluation import latency_profile
+    from slt_deploy.ir.export import export_model
+    from slt_deploy.training.slt import new_run, train, with_settings
+    from slt_deploy.models.zoo import load_recipe
 
     recipe = with_settings(load_recipe("ndigits-cnn"), epochs=1)
     assert (recipe.dataset, recipe.encoding, recipe.train.latency) == ("ndigits", "events", 10)
@@ -184,9 +177,9 @@ def test_slt_on_ndigits_trains_exports_and_runs_on_lava(tmp_path, no_leaks):
 def test_augmented_event_training_resumes_bit_for_bit(tmp_path):
     from dataclasses import replace
 
-    from slt_deploy.checkpoint import load_checkpoint
-    from slt_deploy.training import new_run, resume_run, train, train_one_epoch, with_settings
-    from slt_deploy.zoo import load_recipe
+    from slt_deploy.training.checkpoint import load_checkpoint
+    from slt_deploy.training.slt import new_run, resume_run, train, train_one_epoch, with_settings
+    from slt_deploy.models.zoo import load_recipe
 
     tiny = ({"type": "conv", "channels": 4, "kernel": 3, "stride": 2}, {"type": "avgpool", "kernel": 4},
             {"type": "flatten"})
@@ -291,9 +284,9 @@ def fake_dvsgesture(root, users=10):
 
 
 def test_dvsgesture_from_disk_through_tonic(tmp_path, monkeypatch, offline):
-    from slt_deploy import events as events_module
-    from slt_deploy.training import new_run, with_settings
-    from slt_deploy.zoo import load_recipe
+    from slt_deploy.data import events as events_module
+    from slt_deploy.training.slt import new_run, with_settings
+    from slt_deploy.models.zoo import load_recipe
 
     monkeypatch.setenv("SLT_DEPLOY_DATA", str(tmp_path))
     fake_dvsgesture(tmp_path)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from slt_deploy.export import export_model
-from slt_deploy.nirfile import read_graph, write_graph
-from slt_deploy.reference import ReferenceNetwork
-from slt_deploy.zoo import build_model, load_recipe
+from slt_deploy.ir.export import export_model
+from slt_deploy.ir.nirfile import read_graph, write_graph
+from slt_deploy.ir.reference import ReferenceNetwork
+from slt_deploy.models import build_model, load_recipe
 
 
 def randomised_model(name: str, seed: int = 0):

@@ -23,16 +23,16 @@ import torch
 
 import graphs
 from conftest import ROOT, _is_resource_tracker, child_pids, live_processes, shm_segments
-from slt_deploy.checkpoint import load_checkpoint
-from slt_deploy.deploy import plan_deployment
-from slt_deploy.errors import RunFailure
-from slt_deploy.files import atomic_path
-from slt_deploy.lava import deployed, watchdog
+from slt_deploy.training.checkpoint import load_checkpoint
+from slt_deploy.deploy.plan import plan_deployment
+from slt_deploy.core.errors import RunFailure
+from slt_deploy.core.files import atomic_path
+from slt_deploy.lava import process as deployed, watchdog
 from slt_deploy.lava.network import LavaNetwork
 from slt_deploy.lava.watchdog import lava_actors
-from slt_deploy.nirfile import read_graph, write_graph
-from slt_deploy.profiling import graph_stream
-from slt_deploy.runtime import Budget, Controller, EnergyProfile, LavaEngine, make_policy
+from slt_deploy.ir.nirfile import read_graph, write_graph
+from slt_deploy.energy.profile import graph_stream
+from slt_deploy.runtime.controller import Budget, Controller, EnergyProfile, LavaEngine, make_policy
 
 
 def session_members(sid: int) -> set[int]:

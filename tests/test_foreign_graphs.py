@@ -30,13 +30,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SHARED
-from slt_deploy.backends import simulate
-from slt_deploy.nirfile import read_graph
-from slt_deploy.reference import ReferenceNetwork
+from conftest import FIXTURES as ALL_FIXTURES
+from slt_deploy.simulate import simulate
+from slt_deploy.ir.nirfile import read_graph
+from slt_deploy.ir.reference import ReferenceNetwork
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "sinabs"
-NIR_PAPER = SHARED / "fixtures" / "nir-paper"
+NIR_PAPER = ALL_FIXTURES / "nir-paper"
 ATOL = 1e-5
 
 
@@ -416,8 +416,8 @@ def test_snntorch_default_reset_delay_is_not_nir(tmp_path):
     reading of it -- and Lava's -- follows the reset_delay=False neuron."""
     from snntorch.export_nir import export_to_nir
 
-    import slt_deploy.deploy as deploy
-    from slt_deploy.errors import UserError
+    import slt_deploy.deploy.plan as deploy
+    from slt_deploy.core.errors import UserError
 
     exact = _snntorch_model("rleaky_synaptic", reset_delay=False)
     default = _snntorch_model("rleaky_synaptic", reset_delay=True)
@@ -497,8 +497,8 @@ def test_nir_paper_single_lif_reproduces_the_authors_lava_float_trace(no_leaks):
     output spikes (34 input spikes) are identical. Shifting the alignment by
     one step would give a voltage error of 0.069.
     """
-    from slt_deploy.deploy import plan_deployment
-    from slt_deploy.lava.compat import import_lava
+    from slt_deploy.deploy.plan import plan_deployment
+    from slt_deploy.core.compat import import_lava
     from slt_deploy.lava.network import LavaNetwork
 
     trace = np.loadtxt(NIR_PAPER / "lif_lava_cpu_float.csv", delimiter=",")

@@ -6,14 +6,15 @@ import pytest
 
 import graphs
 from conftest import ROOT, shm_segments
-from slt_deploy.data import evaluation_inputs, load_split
-from slt_deploy.deploy import plan_deployment
-from slt_deploy.energy import count_operations, load_profile
-from slt_deploy.errors import RunFailure
+from slt_deploy.data.splits import evaluation_inputs, load_split
+from slt_deploy.deploy.plan import plan_deployment
+from slt_deploy.energy.counts import count_operations
+from slt_deploy.energy.hardware import load_hardware
+from slt_deploy.core.errors import RunFailure
 from slt_deploy.lava.network import LavaNetwork
 from slt_deploy.lava.watchdog import lava_actors
-from slt_deploy.nirfile import read_graph
-from slt_deploy.profiling import profile_model
+from slt_deploy.ir.nirfile import read_graph
+from slt_deploy.energy.profile import profile_model
 
 LATENCIES = [8, 1, 3, 6, 2, 5, 4, 7, 8, 8, 2, 5]
 
@@ -78,7 +79,7 @@ def test_lanes_and_capacity_do_not_change_results(no_leaks):
 def test_profile_on_the_fused_model_equals_the_reference(no_leaks):
     graph, plan, x = digits("digits-cnn", 60)
     labels = load_split("digits", "test").labels.numpy()[:60]
-    hardware = load_profile("qiao2015")
+    hardware = load_hardware("qiao2015")
     fused = profile_model(graph, x, labels, hardware, backend="lava-fused")
     reference = profile_model(graph, x, labels, hardware, backend="torch")
     for key in ("accuracy", "firing_rate", "neuron_updates"):
@@ -87,7 +88,7 @@ def test_profile_on_the_fused_model_equals_the_reference(no_leaks):
 
 
 def test_a_failing_fused_run_frees_its_shared_memory(monkeypatch, no_leaks):
-    from slt_deploy.lava import deployed
+    from slt_deploy.lava import process as deployed
 
     def broken(self, *args, **kwargs):
         raise RuntimeError("injected failure in the fused model")

@@ -41,13 +41,14 @@ from hypothesis import strategies as st
 
 import graphs
 from conftest import ROOT, assert_one_line_error, leak_check, run_cli
-from slt_deploy.backends import input_kind_of, simulate
-from slt_deploy.deploy import plan_deployment
-from slt_deploy.errors import UserError
-from slt_deploy.graph import SPIKING_TYPES, analyse
+from slt_deploy.simulate import simulate
+from slt_deploy.deploy.plan import input_kind_of
+from slt_deploy.deploy.plan import plan_deployment
+from slt_deploy.core.errors import UserError
+from slt_deploy.ir.graph import SPIKING_TYPES, analyse
 from slt_deploy.lava.network import LavaNetwork
-from slt_deploy.nirfile import graph_dt, read_graph, write_graph
-from slt_deploy.reference import ReferenceNetwork
+from slt_deploy.ir.nirfile import graph_dt, read_graph, write_graph
+from slt_deploy.ir.reference import ReferenceNetwork
 
 pytestmark = [pytest.mark.filterwarnings("ignore:Cannot import module:UserWarning"),  # Lava's model search
               pytest.mark.filterwarnings("ignore:The truth value of an empty array:DeprecationWarning")]  # NIR's

@@ -10,15 +10,15 @@ import pytest
 import torch
 
 import graphs
-from slt_deploy.backends import predictions, simulate
-from slt_deploy.checkpoint import load_checkpoint, model_from_checkpoint
-from slt_deploy.data import evaluation_inputs, load_split
-from slt_deploy.deploy import plan_deployment
-from slt_deploy.errors import RunFailure, UserError
-from slt_deploy.export import export_model
+from slt_deploy.simulate import predictions, simulate
+from slt_deploy.training.checkpoint import load_checkpoint, model_from_checkpoint
+from slt_deploy.data.splits import evaluation_inputs, load_split
+from slt_deploy.deploy.plan import plan_deployment
+from slt_deploy.core.errors import RunFailure, UserError
+from slt_deploy.ir.export import export_model
 from slt_deploy.lava.network import LavaNetwork
 from slt_deploy.lava.watchdog import SLOWEST_MACS_PER_SECOND, default_step_seconds
-from slt_deploy.reference import ReferenceNetwork
+from slt_deploy.ir.reference import ReferenceNetwork
 from conftest import ROOT
 
 LATENCIES = [8, 1, 3, 6, 2, 8, 5, 4, 7, 8, 1, 8]
@@ -79,7 +79,7 @@ def test_generated_graphs_run_exactly_on_lava(name, no_leaks):
 def test_graph_primitives_are_all_covered():
     kinds = set()
     for make in graphs.ALL.values():
-        from slt_deploy.graph import analyse
+        from slt_deploy.ir.graph import analyse
 
         flat = analyse(make())
         kinds |= set(flat.kinds.values())
@@ -143,7 +143,7 @@ def test_fixed_point_accuracy_within_two_points_of_float(name, no_leaks):
 
 def _inject(monkeypatch, behaviour):
     """Make the float Dense model of the per-layer graph misbehave at step 5."""
-    from slt_deploy.lava.deployed import CanonicalDenseModel
+    from slt_deploy.lava.process import CanonicalDenseModel
 
     original = CanonicalDenseModel.run_spk
 

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from slt_deploy.lava import compat as lava_compat
+from slt_deploy.core import compat as lava_compat
 
 
 def test_lava_fails_on_311_without_the_compat_layer():

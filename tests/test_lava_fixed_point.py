@@ -5,8 +5,8 @@ If Lava's behaviour differed, these tests -- not the accuracy -- would say so.""
 import numpy as np
 import pytest
 
-from slt_deploy.lava.compat import import_lava
-from slt_deploy.lava.quantize import QuantizedPlan, _decay_du, _decay_dv
+from slt_deploy.core.compat import import_lava
+from slt_deploy.lava.quantise import QuantizedPlan, _decay_du, _decay_dv
 
 
 def trace(weights, spikes, steps, conv=False, **lif):
@@ -98,7 +98,7 @@ def test_fixed_point_conv_ignores_weight_exp(no_leaks):
 
 def test_quantiser_meets_these_rules():
     import graphs
-    from slt_deploy.deploy import plan_deployment
+    from slt_deploy.deploy.plan import plan_deployment
 
     quantized = QuantizedPlan(plan_deployment(graphs.conv_residual_graph(), graphs.DT))
     for q in quantized.projections.values():

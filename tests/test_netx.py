@@ -27,15 +27,15 @@ Measured (seeded rate-encoded digits test samples, T = 8):
 import numpy as np
 import pytest
 
-from slt_deploy.backends import predictions, simulate
-from slt_deploy.data import evaluation_inputs, load_split
-from slt_deploy.deploy import plan_deployment
-from slt_deploy.errors import UserError
-from slt_deploy.lava.compat import import_lava
+from slt_deploy.simulate import load_plan, predictions, simulate
+from slt_deploy.data.splits import evaluation_inputs, load_split
+from slt_deploy.deploy.plan import plan_deployment
+from slt_deploy.core.errors import UserError
+from slt_deploy.core.compat import import_lava
 from slt_deploy.lava.network import LavaNetwork
 from slt_deploy.lava.netx import NetxRunner, chain_forward, netx_network_for, slayer_outputs
-from slt_deploy.lava.quantize import QuantizedPlan
-from slt_deploy.nirfile import graph_dt, read_graph
+from slt_deploy.lava.quantise import QuantizedPlan
+from slt_deploy.ir.nirfile import graph_dt, read_graph
 from conftest import ROOT
 
 LATENCIES = np.array([8, 1, 3, 6, 2, 8, 5, 4, 7, 8, 1, 8])
@@ -72,7 +72,7 @@ def test_slayer_forward_is_our_neuron_within_slayer_quantisation(name, tmp_path)
         assert np.abs(quantised.bias - population.bias).max() <= 1 / scale + 1e-12
         assert quantised.vth * scale == int(quantised.vth * scale)
     # the checkpoint gives the same network as its exported NIR graph
-    _, from_checkpoint = netx_network_for(ROOT / "models" / f"{name}-slt.pt", tmp_path / "checkpoint.net", T)
+    _, from_checkpoint = netx_network_for(load_plan(ROOT / "models" / f"{name}-slt.pt"), tmp_path / "checkpoint.net", T)
     assert from_checkpoint.scales == io.scales
     for a, b in zip(from_checkpoint.quantised.projections, io.quantised.projections):
         assert np.array_equal(a.weight, b.weight)

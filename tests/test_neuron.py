@@ -1,19 +1,13 @@
-"""The neuron contract (DESIGN.md section 2) on hand-computed sequences."""
+"""The neuron contract (docs/neuron-contract.md) on hand-computed sequences."""
 
 import numpy as np
 import pytest
 import torch
 
 from slt_deploy.neuron import (
-    LIFParameters,
-    TriangleSpike,
-    lif_step,
-    lif_step_numpy,
-    nir_lif_parameters,
-    norse_input_gain,
-    norse_parameters,
-)
-from slt_deploy.zoo import LIFNeuron
+    LIFParameters, TriangleSpike, lif_step, lif_step_numpy, nir_lif_parameters, norse_input_gain,
+    norse_parameters)
+from slt_deploy.models.zoo import LIFNeuron
 
 # beta = 0.5, theta = 1; dyadic values, so every backend is exact.
 CURRENT = [0.75, 0.75, 0.75, 0.625, 0.0, 2.0, 0.25]

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, assert_one_line_error, run_cli
-from slt_deploy.data import evaluation_inputs, load_split
-from slt_deploy.energy import load_profile
-from slt_deploy.errors import UserError
-from slt_deploy.nirfile import read_graph, write_graph
-from slt_deploy.profiling import profile_model, store_in_graph
-from slt_deploy.runtime import (MEASURES, Budget, Controller, EnergyProfile, LavaEngine, PrecomputedEngine,
-                                ThresholdCalibration, TorchEngine, confidence, make_policy, run_mission,
-                                running_means)
-from slt_deploy.runtime_eval import hull_accuracy, oracle, sweep
+from slt_deploy.data.splits import evaluation_inputs, load_split
+from slt_deploy.energy.hardware import load_hardware
+from slt_deploy.core.errors import UserError
+from slt_deploy.ir.nirfile import read_graph, write_graph
+from slt_deploy.energy.profile import profile_model, store_in_graph
+from slt_deploy.runtime.controller import (
+    MEASURES, Budget, Controller, EnergyProfile, LavaEngine, PrecomputedEngine, ThresholdCalibration,
+    TorchEngine, confidence, make_policy, run_mission, running_means)
+from slt_deploy.runtime.evaluation import hull_accuracy, oracle, sweep
 
 
 def stream(split, n=None):
@@ -31,7 +31,7 @@ def profiled(tmp_path_factory):
     path = tmp_path_factory.mktemp("ctl") / "mlp.nir"
     graph = read_graph(ROOT / "export" / "digits-mlp-slt.nir")
     x, y = stream("test")
-    store_in_graph(graph, profile_model(graph, x, y, load_profile("qiao2015")))
+    store_in_graph(graph, profile_model(graph, x, y, load_hardware("qiao2015")))
     write_graph(graph, path)
     return path
 

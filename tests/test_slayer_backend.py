@@ -1,4 +1,4 @@
-"""The lava-dl (slayer) training backend (slt_deploy.slayer_backend).
+"""The lava-dl (slayer) training backend (slt_deploy.models.slayer).
 
 A short SLT training of digits-mlp (CLI, ``--backend lava-dl``, 2 epochs) and
 digits-cnn (Python API, 2 epochs); the trained models go through our NIR
@@ -35,17 +35,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from slt_deploy.backends import predictions, simulate
-from slt_deploy.checkpoint import load_checkpoint, model_from_checkpoint
-from slt_deploy.data import evaluation_inputs, load_split
-from slt_deploy.deploy import plan_deployment
-from slt_deploy.errors import UserError
-from slt_deploy.evaluation import latency_profile
-from slt_deploy.export import export_model
-from slt_deploy.nirfile import graph_dt, read_graph, write_graph
-from slt_deploy.slayer_backend import SlayerNetwork, SlayerSpikingLayer, neuron_params
-from slt_deploy.training import new_run, resume_run, train, with_settings
-from slt_deploy.zoo import AvgPool, Flatten, load_recipe, recipe_from_dict
+from slt_deploy.simulate import load_plan, predictions, simulate
+from slt_deploy.training.checkpoint import load_checkpoint, model_from_checkpoint
+from slt_deploy.data.splits import evaluation_inputs, load_split
+from slt_deploy.deploy.plan import plan_deployment
+from slt_deploy.core.errors import UserError
+from slt_deploy.training.evaluation import latency_profile
+from slt_deploy.ir.export import export_model
+from slt_deploy.ir.nirfile import graph_dt, read_graph, write_graph
+from slt_deploy.models.slayer import SlayerNetwork, SlayerSpikingLayer, neuron_params
+from slt_deploy.training.slt import new_run, resume_run, train, with_settings
+from slt_deploy.models.zoo import AvgPool, Flatten, load_recipe, recipe_from_dict
 from conftest import ROOT, assert_one_line_error, run_cli
 
 T = 8
@@ -70,7 +70,7 @@ def cnn(tmp_path_factory):
     """digits-cnn trained 2 epochs through the Python API, and its NIR export."""
     folder = tmp_path_factory.mktemp("slayer-cnn")
     checkpoint = folder / "cnn.pt"
-    run = new_run(with_settings(load_recipe("digits-cnn"), backend="lava-dl", epochs=2))
+    run = new_run(with_settings(load_recipe("digits-cnn"), framework="lava-dl", epochs=2))
     train(run, checkpoint)
     model = model_from_checkpoint(load_checkpoint(checkpoint), str(checkpoint))
     return checkpoint, export_model(model.double())
@@ -97,7 +97,7 @@ def _slayer_forward(model, x):
 
 def test_slayer_cuba_block_is_the_contract_neuron_with_strict_threshold():
     """One Dense block: v <- beta v + W_q s + b_q, spike iff v > theta (v == theta does not spike), reset to 0."""
-    recipe = with_settings(load_recipe("digits-mlp"), backend="lava-dl")
+    recipe = with_settings(load_recipe("digits-mlp"), framework="lava-dl")
     layer = SlayerNetwork(recipe).stages[0]
     block = layer.block
     with torch.no_grad():
@@ -135,8 +135,8 @@ def test_parameters_slayer_cannot_hold_are_refused():
         neuron_params(type(recipe.neuron)(beta=0.5, threshold=0.7))
     with pytest.raises(UserError, match="1 - beta"):
         neuron_params(type(recipe.neuron)(beta=0.3, threshold=1.0))
-    with pytest.raises(UserError, match="unknown backend 'sinabs'"):
-        new_run(with_settings(recipe, backend="sinabs"), check_data=False)
+    with pytest.raises(UserError, match="unknown training framework 'sinabs'"):
+        new_run(with_settings(recipe, framework="sinabs"), check_data=False)
 
 
 # --------------------------------------------------------------------------- training, checkpoints
@@ -147,7 +147,7 @@ def test_cli_trains_a_lava_dl_checkpoint_that_evaluates_and_exports(mlp):
     stored = load_checkpoint(checkpoint)
     assert stored["recipe"]["train"]["backend"] == "lava-dl" and stored["epoch"] == 2
     model = model_from_checkpoint(stored, str(checkpoint))
-    assert isinstance(model, SlayerNetwork) and model.recipe.backend == "lava-dl"
+    assert isinstance(model, SlayerNetwork) and model.recipe.framework == "lava-dl"
     profile = latency_profile(model, load_split("digits", "test", (64,)), T, "rate")
     assert profile.accuracy[-1] >= 0.6 and profile.accuracy[-1] >= profile.accuracy[0]  # measured 79.7 %, 54.2 % at t=1
     graph = read_graph(graph_path)
@@ -169,7 +169,7 @@ def test_cli_trains_a_lava_dl_checkpoint_that_evaluates_and_exports(mlp):
 
 
 def test_resume_is_bit_for_bit_and_old_checkpoints_stay_norse(tmp_path):
-    recipe = with_settings(load_recipe("digits-mlp"), backend="lava-dl", epochs=2)
+    recipe = with_settings(load_recipe("digits-mlp"), framework="lava-dl", epochs=2)
     straight, split = tmp_path / "straight.pt", tmp_path / "split.pt"
     train(new_run(recipe), straight)
     train(new_run(recipe), split, stop_after_epochs=1)
@@ -179,7 +179,7 @@ def test_resume_is_bit_for_bit_and_old_checkpoints_stay_norse(tmp_path):
     # a checkpoint written before the backend setting existed loads as norse
     shipped = load_checkpoint(ROOT / "models" / "digits-mlp-slt.pt")
     assert "backend" not in shipped["recipe"]["train"]
-    assert recipe_from_dict(shipped["recipe"]).backend == "norse"
+    assert recipe_from_dict(shipped["recipe"]).framework == "norse"
     assert not isinstance(model_from_checkpoint(shipped), SlayerNetwork)
 
 
@@ -276,7 +276,7 @@ def test_lava_dl_netx_path_against_ours(which, request, tmp_path, no_leaks):
     checkpoint, model, graph, x, labels = _trained(which, request)
     xs = x.transpose(0, 1).double().numpy()
     plan = plan_deployment(graph, graph_dt(graph, None), "spikes")
-    network, io = netx_network_for(checkpoint, tmp_path / "model.net", T)  # slayer export_hdf5 -> netx
+    network, io = netx_network_for(load_plan(checkpoint), tmp_path / "model.net", T)  # slayer export_hdf5 -> netx
     requantised = [np.abs(a.weight - b.weight).max() for a, b in zip(plan.projections, io.quantised.projections)]
     with NetxRunner(network, io, capacity=LAVA_SAMPLES, readout="current") as runner:
         netx = runner.run(xs[:LAVA_SAMPLES])

@@ -5,20 +5,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from slt_deploy.checkpoint import load_checkpoint, save_checkpoint
-from slt_deploy.errors import UserError
-from slt_deploy.training import (
-    LatencySampler,
-    new_run,
-    resume_run,
-    sdt_loss,
-    slt_tet_step_weights,
-    tet_loss,
-    train,
-    train_one_epoch,
-    with_settings,
-)
-from slt_deploy.zoo import load_recipe
+from slt_deploy.training.checkpoint import load_checkpoint, save_checkpoint
+from slt_deploy.core.errors import UserError
+from slt_deploy.training.slt import (
+    LatencySampler, new_run, resume_run, sdt_loss, slt_tet_step_weights, tet_loss, train, train_one_epoch,
+    with_settings)
+from slt_deploy.models.zoo import load_recipe
 
 
 def test_slt_sampler_is_uniform_on_1_to_T():
@@ -93,7 +85,7 @@ def test_slt_runs_exactly_the_sampled_latency_per_batch():
     run = new_run(recipe)
     run.model = StepRecorder(run.model)
     expected = LatencySampler(8, "slt", torch.Generator().set_state(run.generators.latency.get_state()))
-    from slt_deploy.data import load_split
+    from slt_deploy.data.splits import load_split
 
     data = load_split("digits", "train", recipe.input_shape)
     train_one_epoch(run, data.inputs, data.labels)

@@ -4,9 +4,10 @@ at T gives the predictions of every latency t <= T."""
 import pytest
 import torch
 
-from slt_deploy.errors import UserError
-from slt_deploy.training import loss_function, with_settings
-from slt_deploy.zoo import available_models, build_model, load_recipe, predictions_per_latency
+from slt_deploy.core.errors import UserError
+from slt_deploy.training.slt import loss_function, with_settings
+from slt_deploy.models import available_models, build_model, load_recipe
+from slt_deploy.models.zoo import predictions_per_latency
 
 
 def test_shipped_recipes():

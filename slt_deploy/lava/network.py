@@ -1,6 +1,6 @@
 """Running samples through a deployed network on Lava.
 
-The network is one :class:`~slt_deploy.lava.deployed.DeployedNetwork`
+The network is one :class:`~slt_deploy.lava.process.DeployedNetwork`
 process; Lava picks its behaviour by tag:
 
 * ``per-layer`` (modes ``float``, ``fixed``, ``loihi2``): the per-layer graph
@@ -36,17 +36,17 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..deploy import DeployPlan
-from ..errors import UserError
-from .compat import import_lava
-from .deployed import (CANONICAL_FLOAT_MODELS, DeployedNetwork, build_per_layer, dense_of, fused_buffer_shapes,
-                       lava_conv_weight, recorded_populations)
+from ..deploy.plan import DeployPlan
+from ..core.errors import UserError
+from ..core.compat import import_lava
+from .process import (CANONICAL_FLOAT_MODELS, DeployedNetwork, build_per_layer, fused_buffer_shapes,
+                      recorded_populations)
 from .shared import SharedArrays
 from .watchdog import WatchedRuntime, default_step_seconds
 
 LAVA_MODES = ("float", "fixed", "loihi2", "fused")
 
-__all__ = ["LavaNetwork", "LavaResult", "run_config", "dense_of", "lava_conv_weight", "LAVA_MODES"]
+__all__ = ["LavaNetwork", "LavaResult", "run_config", "LAVA_MODES"]
 
 
 @dataclass
@@ -78,7 +78,7 @@ def run_config(mode: str):
     if mode == "fused":
         return Loihi2SimCfg(select_tag="fused")
     if mode == "loihi2":
-        from ..environment import loihi2_available
+        from ..core.environment import loihi2_available
 
         if not loihi2_available():
             raise UserError(
@@ -95,7 +95,7 @@ class LavaNetwork(WatchedRuntime):
     """A deployment plan on Lava. ``run`` feeds samples with per-sample latencies.
 
     ``mode``: float | fixed | loihi2 (the per-layer graph) | fused (one
-    process). ``quantized`` (a :class:`~slt_deploy.lava.quantize.QuantizedPlan`)
+    process). ``quantized`` (a :class:`~slt_deploy.lava.quantise.QuantizedPlan`)
     is required for fixed point. ``capacity``: samples per lane per Lava run;
     ``lanes``: samples side by side (fused only). ``inspect=True`` builds the
     per-layer graph without the enclosing process, so that its processes
@@ -106,7 +106,7 @@ class LavaNetwork(WatchedRuntime):
     ``step_seconds`` per time step asked for (default: 1 s, or more for a
     big network -- see :func:`default_step_seconds`); beyond that, or as
     soon as a Lava process dies, everything is stopped and
-    :class:`~slt_deploy.errors.RunFailure` raised."""
+    :class:`~slt_deploy.core.errors.RunFailure` raised."""
 
     def __init__(self, plan: DeployPlan, max_latency: int, mode: str = "float", capacity: int = 16,
                  record_spikes: bool = True, quantized=None, lanes: int = 1, inspect: bool = False,

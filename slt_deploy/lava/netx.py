@@ -65,10 +65,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..deploy import DeployPlan, Population, Projection
-from ..errors import UserError
-from ..files import atomic_path
-from .compat import import_lava
+from ..deploy.plan import DeployPlan, Population, Projection
+from ..core.errors import UserError
+from ..core.files import atomic_path
+from ..core.compat import import_lava
 from .watchdog import WatchedRuntime, default_step_seconds
 
 WEIGHT_MANT_MAX = 254
@@ -267,34 +267,14 @@ def slayer_chain(plan: DeployPlan, max_latency: int) -> tuple[SlayerChain, list[
     return network, scales, float(scale << STATE_SHIFT), replace(plan, projections=projections, populations=populations)
 
 
-def _load_plan(source) -> DeployPlan:
-    """A DeployPlan from a plan, a checkpoint (.pt) or a NIR graph (.nir)."""
-    if isinstance(source, DeployPlan):
-        return source
-    from ..backends import input_kind_of
-    from ..deploy import plan_deployment
-    from ..nirfile import graph_dt, read_graph
-
-    path = Path(source)
-    if path.suffix == ".pt":
-        from ..checkpoint import load_checkpoint, model_from_checkpoint
-        from ..export import export_model
-
-        graph = export_model(model_from_checkpoint(load_checkpoint(path), str(path)).double())
-    else:
-        graph = read_graph(path)
-    return plan_deployment(graph, graph_dt(graph, None), input_kind_of(graph))
-
-
-def netx_network_for(source, path: str | os.PathLike, max_latency: int = 8):
-    """The netx Lava network of ``source`` (a DeployPlan, a checkpoint .pt or
-    a NIR .nir) with the same weights, via slayer: writes slayer's HDF5
+def netx_network_for(plan: DeployPlan, path: str | os.PathLike, max_latency: int = 8):
+    """The netx Lava network of ``plan`` (see :func:`slt_deploy.simulate.load_plan`
+    for a checkpoint or a .nir file) with the same weights, via slayer: writes slayer's HDF5
     network description to ``path`` and loads it with
     ``lava.lib.dl.netx.hdf5.Network`` (LIFReset every ``max_latency + blocks``
     steps). Returns (netx network, :class:`NetxIO`)."""
     if max_latency < 1:
         raise UserError(f"latency must be >= 1 time step, got {max_latency}")
-    plan = _load_plan(source)
     network, scales, readout_scale, quantised = slayer_chain(plan, max_latency)
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -343,11 +323,10 @@ def chain_forward(plan: DeployPlan, inputs: np.ndarray) -> np.ndarray:
     return torch.stack(outputs, 1).numpy()
 
 
-def slayer_outputs(source, inputs: np.ndarray, max_latency: int = 8) -> np.ndarray:
+def slayer_outputs(plan: DeployPlan, inputs: np.ndarray, max_latency: int = 8) -> np.ndarray:
     """slayer's own forward pass of the netx network's blocks on ``inputs``
     [N, steps, *input_shape] (spikes): per-step outputs [N, steps, classes]
     (float: differences of the readout voltage plus the output bias)."""
-    plan = _load_plan(source)
     network, _, _, _ = slayer_chain(plan, max_latency)
     x = torch.as_tensor(np.moveaxis(np.asarray(inputs, dtype=np.float32), 1, -1))
     with torch.no_grad():
@@ -502,13 +481,13 @@ class NetxRunner(WatchedRuntime):
         self.close()
 
 
-def run_netx(source, inputs, latencies=None, path: str | os.PathLike | None = None,
+def run_netx(plan: DeployPlan, inputs, latencies=None, path: str | os.PathLike | None = None,
              max_latency: int = 8) -> np.ndarray:
-    """Build the netx network of ``source``, run ``inputs`` [N, steps, *shape]
+    """Build the netx network of ``plan``, run ``inputs`` [N, steps, *shape]
     through it on Lava fixed point, stop it, and return outputs [N, max_latency, classes]."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        network, io = netx_network_for(source, path or Path(tmp) / "network.net", max_latency)
+        network, io = netx_network_for(plan, path or Path(tmp) / "network.net", max_latency)
         with NetxRunner(network, io, capacity=max(1, len(inputs))) as runner:
             return runner.run(inputs, latencies)

@@ -8,7 +8,7 @@ runs in a daemon thread while the caller polls it; if one of Lava's OS
 processes dies, or the call outlives its time limit, every Lava process is
 terminated (then killed), the shared-memory manager is shut down (which
 unlinks all segments), the host threads the runtime left blocked are
-released, and :class:`~slt_deploy.errors.RunFailure` is raised with one line
+released, and :class:`~slt_deploy.core.errors.RunFailure` is raised with one line
 saying what happened.
 
 Ctrl-C belongs to the caller: Lava's processes are forked from the call's
@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import RunFailure
+from ..core.errors import RunFailure
 
 POLL_SECONDS = 0.05
 FAILURE_GRACE_SECONDS = 1.0  # for a dying process's exception to arrive
@@ -47,7 +47,7 @@ floor under NumPy's dense and convolution speed on one core of this machine
 
 def default_step_seconds(plan, lanes: int) -> float:
     """Watchdog allowance per time step (s): 1 s, or the time a network of
-    this size (a :class:`~slt_deploy.deploy.DeployPlan`) takes at
+    this size (a :class:`~slt_deploy.deploy.plan.DeployPlan`) takes at
     :data:`SLOWEST_MACS_PER_SECOND` over all its lanes."""
     macs = 0
     for projection in plan.projections:

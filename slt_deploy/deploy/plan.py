@@ -1,0 +1,553 @@
+"""From a NIR graph to a deployment plan: populations of neurons and the
+synaptic projections between them, as a neuromorphic chip runs them.
+
+* Every neuron node becomes a *population* with Lava LIF parameters
+  (floating point): ``u <- u (1 - du) + a_in``; ``v <- v (1 - dv) + u + bias``;
+  spike if ``v > vth``; ``v <- 0`` after a spike.
+    - LIF:     du = 1, dv = dt/tau, input weights x dv r, bias = dv (r c + v_leak)
+    - IF:      du = 1, dv = 0, input weights x r, bias = r c
+    - CubaLIF: du = dt/tau_syn, dv = dt/tau_mem, input weights x dv r du w_in, bias = dv v_leak
+    - LI / CubaLI: as LIF / CubaLIF but non-spiking (only as the graph's output)
+  where c is the constant current that the biases of the layers in front of
+  the population deliver. One du, dv and vth per population (Lava has one per
+  process); a reset other than to 0, a constant current into a CubaLIF's
+  synapse, per-neuron time constants or thresholds are refused by name.
+* Every maximal chain of linear nodes (Affine, Linear, Conv2d, Flatten,
+  SumPool2d, AvgPool2d, Scale) between two populations becomes one
+  *projection* -- the synaptic layer as deployed. Pooling in front of a
+  convolution is fused into it (kernel k*K, stride k*s: still a convolution,
+  with binary spikes on its input); a diagonal 1x1 convolution or a plain
+  neuron-to-neuron edge becomes a depthwise 1x1 convolution (one synapse
+  per neuron); every other chain becomes a dense matrix, computed by pushing
+  the identity through the chain.
+* Timing: every projection delays by one step (Lava's Dense/Conv send what
+  they received the step before). A population's *depth* is the longest
+  chain of projections from the input; shorter paths get extra ``delay``
+  steps so that branches meet in the same step; a recurrent projection (one
+  that closes a cycle) must carry exactly the previous step, so each cycle
+  may pass through one projection only.
+
+Shapes are NIR's (C, H, W) or (N,); dense weights are [N_target, N_source]
+on the flattened (C-order) populations; conv weights are torch's
+[C_out, C_in/groups, kh, kw].
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..core.errors import UserError
+from ..ir.nirfile import graph_dt
+from ..ir.graph import NEURON_TYPES, SPIKING_TYPES, FlatGraph, analyse, conv_geometry, pool_geometry
+
+DENSE_LIMIT = 50_000_000
+"""Largest dense projection (synapses) built from a chain of linear nodes."""
+
+
+@dataclass
+class Population:
+    """A group of neurons run as one Lava LIF process (or the input)."""
+
+    name: str
+    nir_kind: str  # Input | LIF | IF | LI | CubaLIF | CubaLI
+    shape: tuple[int, ...]
+    du: float = 1.0
+    dv: float = 0.0
+    vth: float = np.inf
+    bias: np.ndarray | None = None  # per neuron, added to v every step
+    gain: np.ndarray | None = None  # per neuron, applied to incoming projections
+    depth: int = 0
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def spiking(self) -> bool:
+        return self.nir_kind in SPIKING_TYPES
+
+    @property
+    def is_input(self) -> bool:
+        return self.nir_kind == "Input"
+
+
+@dataclass
+class Projection:
+    """One synaptic layer as deployed: source population -> target."""
+
+    source: str
+    target: str  # a population, or the graph's Output node
+    nodes: tuple[str, ...]  # the NIR nodes fused into it
+    kind: str  # dense | conv
+    weight: np.ndarray  # dense [N_t, N_s]; conv [C_out, C_in/groups, kh, kw]; Lava float units
+    source_shape: tuple[int, ...]
+    target_shape: tuple[int, ...]
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    conv_input_shape: tuple[int, ...] = ()  # (C, H, W) the conv reads
+    conv_output_shape: tuple[int, ...] = ()  # (C, H, W) the conv writes
+    delay: int = 0  # extra steps on top of the one-step synaptic delay
+    recurrent: bool = False
+
+    @property
+    def name(self) -> str:
+        return "+".join(self.nodes) if self.nodes else f"{self.source}->{self.target}"
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """The projection on a batch of source values [B, *source_shape] (float64)."""
+        batch = x.shape[0]
+        weight = torch.as_tensor(self.weight)
+        if self.kind == "dense":
+            out = x.reshape(batch, -1) @ weight.T
+        else:
+            out = F.conv2d(x.reshape(batch, *self.conv_input_shape), weight, None,
+                           self.stride, self.padding, self.dilation, self.groups)
+        return out.reshape(batch, *self.target_shape)
+
+
+@dataclass
+class DeployPlan:
+    """Populations (input first), projections, and how to read the output."""
+
+    populations: dict[str, Population]
+    projections: list[Projection]
+    input_name: str
+    output_name: str
+    output_shape: tuple[int, ...]
+    output_bias: np.ndarray  # constant added to the output node's value
+    output_population: str | None  # set when a population feeds the output directly
+    output_depth: int
+    dt: float
+    input_kind: str = "spikes"  # spikes | analog: how the input layer is counted
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def neuron_populations(self) -> list[Population]:
+        return [p for p in self.populations.values() if not p.is_input]
+
+    def into(self, target: str) -> list[Projection]:
+        return [p for p in self.projections if p.target == target]
+
+
+# --------------------------------------------------------------------------- linear chains
+
+
+def _scalar(value, name: str, what: str) -> float:
+    array = np.asarray(value, dtype=np.float64)
+    if array.size == 0 or not np.all(array == array.ravel()[0]):
+        raise UserError(
+            f"node '{name}': {what} differs between neurons; Lava's LIF has one value per process"
+        )
+    return float(array.ravel()[0])
+
+
+class _LinearEvaluator:
+    """Evaluates the linear nodes between populations (float64, batched)."""
+
+    def __init__(self, flat: FlatGraph):
+        self.flat = flat
+
+    def node(self, name: str, x: torch.Tensor, with_bias: bool) -> torch.Tensor:
+        flat, node, kind = self.flat, self.flat.nodes[name], self.flat.kinds[name]
+        batch = x.shape[0]
+        if kind in ("Identity", "Output"):
+            return x
+        if kind in ("Affine", "Linear"):
+            out = x @ torch.as_tensor(np.asarray(node.weight, dtype=np.float64)).T
+            if kind == "Affine" and with_bias:
+                out = out + torch.as_tensor(np.asarray(node.bias, dtype=np.float64))
+            return out
+        if kind == "Scale":
+            return x * torch.as_tensor(np.asarray(node.scale, dtype=np.float64))
+        if kind == "Flatten":
+            return x.reshape(batch, *flat.shapes[name])
+        in_shape = tuple(x.shape[1:])
+        if kind == "Conv2d":
+            stride, padding, dilation, groups, _ = conv_geometry(node, name, in_shape)
+            bias = None
+            if with_bias:
+                bias = torch.as_tensor(np.asarray(node.bias, dtype=np.float64)).expand(np.asarray(node.weight).shape[0])
+            weight = torch.as_tensor(np.asarray(node.weight, dtype=np.float64))
+            return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+        kernel, stride, padding, _ = pool_geometry(node, name, in_shape)
+        area = kernel[0] * kernel[1] if kind == "SumPool2d" else 1
+        return F.avg_pool2d(x, kernel, stride, padding, count_include_pad=True) * area
+
+    def response(self, target: str, feeds: dict[str, torch.Tensor], batch: int, with_bias: bool,
+                 through_back_edges: bool) -> torch.Tensor:
+        """The input that ``target`` receives when the source populations
+        output ``feeds`` (others zero); back edges pass values only when
+        ``through_back_edges``."""
+        flat = self.flat
+        cache: dict[str, torch.Tensor] = {}
+
+        def value(name: str) -> torch.Tensor:
+            if name in cache:
+                return cache[name]
+            if flat.kinds[name] in NEURON_TYPES + ("Input",):
+                result = feeds.get(name)
+                if result is None:
+                    result = torch.zeros(batch, *flat.shapes[name], dtype=torch.float64)
+            else:
+                result = self.node(name, _sum_inputs(name), with_bias)
+            cache[name] = result
+            return result
+
+        def _sum_inputs(name: str) -> torch.Tensor:
+            total = None
+            for source in flat.sources(name):
+                if (source, name) in flat.back_edges and not through_back_edges:
+                    continue
+                v = value(source)
+                total = v if total is None else total + v
+            if total is None:  # only back edges feed it
+                sources = flat.sources(name)
+                total = torch.zeros(batch, *flat.shapes[sources[0]], dtype=torch.float64)
+            return total
+
+        return _sum_inputs(target)
+
+
+def _chain(flat: FlatGraph, source: str, target: str) -> list[str] | None:
+    """The linear nodes from ``source`` to ``target`` when they form one
+    unbranched chain (fan-in at the target itself is fine), else None."""
+    paths = []
+    for first in flat.sources(target):
+        if first == source:
+            paths.append([])
+            continue
+        if flat.kinds[first] in NEURON_TYPES + ("Input",) or source not in _feeding_populations(flat, first):
+            continue
+        chain, node = [], first
+        while node != source:
+            if flat.kinds[node] in NEURON_TYPES + ("Input",):
+                return None
+            if len(flat.sources(node)) != 1 or len(flat.targets(node)) != 1:
+                return None
+            chain.append(node)
+            node = flat.sources(node)[0]
+        paths.append(chain[::-1])
+    return paths[0] if len(paths) == 1 else None
+
+
+def _conv_projection(flat: FlatGraph, source: str, target_shape: tuple, chain: list[str], through: str):
+    """A conv projection for chains ``[pool]* Conv2d [Flatten]`` or a bare
+    edge / diagonal 1x1 conv (depthwise identity); None if not conv-shaped."""
+    kinds = [flat.kinds[n] for n in chain if flat.kinds[n] not in ("Identity",)]
+    names = [n for n in chain if flat.kinds[n] != "Identity"]
+    source_shape = flat.shapes[source]
+    if kinds and kinds[-1] == "Flatten":
+        kinds, names = kinds[:-1], names[:-1]
+    if not kinds:  # neuron straight into neuron: identity, one synapse per neuron
+        view = source_shape if len(source_shape) == 3 else (int(np.prod(source_shape)), 1, 1)
+        channels = view[0]
+        return dict(weight=np.ones((channels, 1, 1, 1)), stride=(1, 1), padding=(0, 0), dilation=(1, 1),
+                    groups=channels, conv_input_shape=view, conv_output_shape=view), ()
+    if kinds[-1] != "Conv2d" or any(k not in ("SumPool2d", "AvgPool2d") for k in kinds[:-1]):
+        return None
+    conv_name = names[-1]
+    conv = flat.nodes[conv_name]
+    conv_in = flat.shapes[flat.sources(conv_name)[0]]
+    stride, padding, dilation, groups, conv_out = conv_geometry(conv, conv_name, conv_in)
+    weight = np.asarray(conv.weight, dtype=np.float64)
+    if (weight.shape[2:] == (1, 1) and groups == 1 and weight.shape[0] == weight.shape[1]
+            and np.count_nonzero(weight[:, :, 0, 0] - np.diag(np.diag(weight[:, :, 0, 0]))) == 0
+            and not kinds[:-1]):
+        channels = weight.shape[0]
+        weight = np.diag(weight[:, :, 0, 0]).reshape(channels, 1, 1, 1).copy()
+        groups = channels
+    shape = conv_in
+    for pool_name in reversed(names[:-1]):  # fuse pools, nearest the conv first
+        pool = flat.nodes[pool_name]
+        pool_in = flat.shapes[flat.sources(pool_name)[0]]
+        kernel, pstride, ppad, _ = pool_geometry(pool, pool_name, pool_in)
+        if kernel != pstride or ppad != (0, 0) or pool_in[1] % kernel[0] or pool_in[2] % kernel[1]:
+            return None
+        scale = 1.0 if flat.kinds[pool_name] == "SumPool2d" else 1.0 / (kernel[0] * kernel[1])
+        size = [k * d * (w - 1) + k for k, d, w in zip(kernel, dilation, weight.shape[2:])]
+        fused = np.zeros(weight.shape[:2] + tuple(size))
+        for a in range(weight.shape[2]):
+            for b in range(weight.shape[3]):
+                ya, xb = kernel[0] * dilation[0] * a, kernel[1] * dilation[1] * b
+                fused[:, :, ya : ya + kernel[0], xb : xb + kernel[1]] = weight[:, :, a : a + 1, b : b + 1] * scale
+        weight = fused
+        stride = (stride[0] * kernel[0], stride[1] * kernel[1])
+        padding = (padding[0] * kernel[0], padding[1] * kernel[1])
+        dilation = (1, 1)
+        shape = pool_in
+    if tuple(shape) != tuple(source_shape) and int(np.prod(shape)) != int(np.prod(source_shape)):
+        return None
+    return dict(weight=weight, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                conv_input_shape=tuple(shape), conv_output_shape=tuple(conv_out)), tuple(names)
+
+
+# --------------------------------------------------------------------------- populations
+
+
+def _population(flat: FlatGraph, name: str, dt: float) -> Population:
+    node, kind, shape = flat.nodes[name], flat.kinds[name], flat.shapes[name]
+    ones = np.ones(shape)
+    if kind == "Input":
+        return Population(name, kind, shape)
+    reset = getattr(node, "v_reset", None)
+    if reset is not None and np.any(np.asarray(reset) != 0):
+        raise UserError(f"node '{name}' ({kind}) resets to v_reset != 0; Lava's LIF resets to 0")
+    if kind in ("LIF", "LI"):
+        dv = dt / _scalar(node.tau, name, "tau")
+        gain = dv * np.asarray(node.r, dtype=np.float64) * ones
+        bias = dv * np.asarray(node.v_leak, dtype=np.float64) * ones
+        vth = _scalar(node.v_threshold, name, "v_threshold") if kind == "LIF" else np.inf
+        return Population(name, kind, shape, du=1.0, dv=dv, vth=vth, bias=bias, gain=gain)
+    if kind == "IF":
+        gain = np.asarray(node.r, dtype=np.float64) * ones
+        return Population(name, kind, shape, du=1.0, dv=0.0, vth=_scalar(node.v_threshold, name, "v_threshold"),
+                          bias=np.zeros(shape), gain=gain)
+    du = dt / _scalar(node.tau_syn, name, "tau_syn")
+    dv = dt / _scalar(node.tau_mem, name, "tau_mem")
+    gain = dv * du * np.asarray(node.r, dtype=np.float64) * np.asarray(node.w_in, dtype=np.float64) * ones
+    bias = dv * np.asarray(node.v_leak, dtype=np.float64) * ones
+    vth = _scalar(node.v_threshold, name, "v_threshold") if kind == "CubaLIF" else np.inf
+    return Population(name, kind, shape, du=du, dv=dv, vth=vth, bias=bias, gain=gain)
+
+
+def _scale_rows(projection: dict, gain: np.ndarray, target: str) -> None:
+    """Multiply the synapses into each target neuron by its gain."""
+    if projection["kind"] == "dense":
+        projection["weight"] = projection["weight"] * gain.reshape(-1, 1)
+        return
+    out_shape = projection["conv_output_shape"]
+    per_channel = gain.reshape(out_shape)
+    channel_gain = per_channel.reshape(out_shape[0], -1)
+    if not np.all(channel_gain == channel_gain[:, :1]):
+        raise UserError(f"node '{target}': input gain (r, w_in) varies within a channel; a convolution cannot carry it")
+    projection["weight"] = projection["weight"] * channel_gain[:, 0].reshape(-1, 1, 1, 1)
+
+
+def _dense_matrix(evaluator: _LinearEvaluator, target: str, source: str, source_shape, target_size: int,
+                  recurrent: bool) -> np.ndarray:
+    size = int(np.prod(source_shape))
+    if size * target_size > DENSE_LIMIT:
+        raise UserError(
+            f"the synaptic layer {source} -> {target} would need a dense matrix of "
+            f"{size * target_size:,} synapses (limit {DENSE_LIMIT:,}): not a convolution chain this tool can map"
+        )
+    columns = []
+    for start in range(0, size, 4096):
+        basis = torch.zeros(min(4096, size - start), size, dtype=torch.float64)
+        basis[torch.arange(basis.shape[0]), torch.arange(start, start + basis.shape[0])] = 1.0
+        feeds = {source: basis.reshape(-1, *source_shape)}
+        total = evaluator.response(target, feeds, basis.shape[0], with_bias=False, through_back_edges=True)
+        forward = evaluator.response(target, feeds, basis.shape[0], with_bias=False, through_back_edges=False)
+        part = (total - forward) if recurrent else forward
+        columns.append(part.reshape(basis.shape[0], -1))
+    return torch.cat(columns).T.numpy().copy()
+
+
+def _has_back_edge_path(flat: FlatGraph, source: str, target: str) -> tuple[bool, bool]:
+    """(forward path exists, path through a back edge exists) from source to
+    target through linear nodes only."""
+    forward = recurrent = False
+    stack = [(target, False)]
+    seen = set()
+    while stack:
+        node, via_back = stack.pop()
+        for s in flat.sources(node):
+            back = via_back or (s, node) in flat.back_edges
+            if s == source:
+                forward |= not back
+                recurrent |= back
+            elif flat.kinds[s] not in NEURON_TYPES + ("Input",) and (s, back) not in seen:
+                seen.add((s, back))
+                stack.append((s, back))
+    return forward, recurrent
+
+
+def _feeding_populations(flat: FlatGraph, target: str) -> set[str]:
+    found, stack, seen = set(), [target], set()
+    while stack:
+        for s in flat.sources(stack.pop()):
+            if flat.kinds[s] in NEURON_TYPES + ("Input",):
+                found.add(s)
+            elif s not in seen:
+                seen.add(s)
+                stack.append(s)
+    return found
+
+
+INPUT_KINDS = ("spikes", "analog")
+"""How the input layer is counted: binary or event-count spikes (SOP), or
+analog values (direct encoding: MACs)."""
+
+
+def input_kind_of(graph, given: str | None = None) -> str:
+    """The input kind: ``given``, else the graph's metadata ``input_kind``, else spikes."""
+    kind = given or (graph.metadata or {}).get("input_kind", "spikes")
+    if not isinstance(kind, str) or kind not in INPUT_KINDS:
+        raise UserError(f"input kind must be spikes or analog, got '{str(kind)[:60]}'")
+    return kind
+
+
+def plan_for_graph(graph, dt: float | None = None, input_kind: str | None = None) -> DeployPlan:
+    """The deployment plan of a NIR graph, with the time step and input kind
+    it declares (``dt`` and ``input_kind`` override them): the one rule every
+    caller uses."""
+    return plan_deployment(graph, graph_dt(graph, dt), input_kind_of(graph, input_kind))
+
+
+def plan_deployment(graph, dt: float, input_kind: str | None = None) -> DeployPlan:
+    """The deployment plan of ``graph`` with time step ``dt`` (s)."""
+    if not (isinstance(dt, numbers.Real) and np.isfinite(dt) and dt > 0):
+        raise UserError(f"the time step dt must be a positive number of seconds, got {dt!r}")
+    if input_kind is not None and (not isinstance(input_kind, str) or input_kind not in INPUT_KINDS):
+        raise UserError(f"input kind must be spikes or analog, got '{str(input_kind)[:60]}'")
+    flat = analyse(graph)
+    evaluator = _LinearEvaluator(flat)
+    populations = {name: _population(flat, name, dt) for name in flat.order
+                   if flat.kinds[name] in NEURON_TYPES + ("Input",)}
+    output = flat.output_name
+    projections: list[Projection] = []
+    output_bias = np.zeros(flat.shapes[output])
+    output_population = None
+
+    for target in [n for n in flat.order if n in populations and n != flat.input_name] + [output]:
+        is_output = target == output
+        target_shape = flat.shapes[target]
+        sources = _feeding_populations(flat, target)
+        if is_output and len(flat.sources(output)) == 1 and flat.sources(output)[0] in populations:
+            output_population = flat.sources(output)[0]
+            continue
+        constant = evaluator.response(target, {}, 1, with_bias=True, through_back_edges=False)[0].numpy()
+        delayed = evaluator.response(target, {}, 1, with_bias=True, through_back_edges=True)[0].numpy()
+        if not np.array_equal(constant, delayed):
+            raise UserError(
+                f"a recurrent edge into '{target}' carries a bias: NIR adds it from the second step on, "
+                "a Lava neuron's bias from the first"
+            )
+        for source in sorted(sources, key=flat.order.index):
+            forward, recurrent = _has_back_edge_path(flat, source, target)
+            for is_recurrent in [flag for flag, present in ((False, forward), (True, recurrent)) if present]:
+                chain = _chain(flat, source, target)
+                conv = None
+                if chain is not None and not (is_recurrent and forward):
+                    conv = _conv_projection(flat, source, target_shape, chain, target)
+                if conv is not None:
+                    fields, nodes = conv
+                    spec = dict(kind="conv", **fields)
+                else:
+                    nodes = tuple(n for n in (chain or []) if flat.kinds[n] != "Identity")
+                    matrix = _dense_matrix(evaluator, target, source, flat.shapes[source],
+                                           int(np.prod(target_shape)), is_recurrent)
+                    spec = dict(kind="dense", weight=matrix)
+                if not is_output:
+                    _scale_rows(spec, populations[target].gain.ravel(), target)
+                if not nodes:
+                    nodes = tuple(sorted(_linear_nodes_between(flat, source, target)))
+                projections.append(Projection(source=source, target=target, nodes=nodes,
+                                              source_shape=flat.shapes[source], target_shape=target_shape,
+                                              recurrent=is_recurrent, **spec))
+        if is_output:
+            output_bias = constant
+        else:
+            population = populations[target]
+            if np.any(constant != 0) and population.nir_kind in ("CubaLIF", "CubaLI"):
+                raise UserError(
+                    f"node '{target}' ({population.nir_kind}) receives a constant current (a bias); "
+                    "Lava adds biases to v, not to the synaptic current"
+                )
+            population.bias = population.bias + population.gain * constant
+
+    for population in populations.values():
+        if not population.spiking and not population.is_input:
+            if population.name != output_population:
+                raise UserError(
+                    f"node '{population.name}' ({population.nir_kind}) does not spike; on Lava a non-spiking "
+                    "neuron can only be the graph's output"
+                )
+        if population.spiking and not np.isfinite(population.vth):
+            raise UserError(f"node '{population.name}': threshold must be finite")
+    plan = DeployPlan(
+        populations=populations,
+        projections=projections,
+        input_name=flat.input_name,
+        output_name=output,
+        output_shape=flat.shapes[output],
+        output_bias=output_bias,
+        output_population=output_population,
+        output_depth=0,
+        dt=dt,
+        input_kind=input_kind or "spikes",
+    )
+    _assign_depths(plan)
+    return plan
+
+
+def _linear_nodes_between(flat: FlatGraph, source: str, target: str) -> set[str]:
+    """Linear nodes on some path source -> target."""
+    def walk(start: str, step) -> set[str]:
+        found, stack = set(), [start]
+        while stack:
+            for n in step(stack.pop()):
+                if flat.kinds[n] not in NEURON_TYPES + ("Input",) and n not in found:
+                    found.add(n)
+                    stack.append(n)
+        return found
+
+    between = walk(target, flat.sources) & walk(source, flat.targets)
+    return {n for n in between if flat.kinds[n] not in ("Identity", "Output")}
+
+
+def _assign_depths(plan: DeployPlan) -> None:
+    order = list(plan.populations)
+    depth = {plan.input_name: 0}
+    for name in order[1:]:
+        incoming = [p for p in plan.into(name) if not p.recurrent]
+        if not incoming:
+            raise UserError(f"node '{name}' receives input only through a recurrent edge")
+        depth[name] = max(depth[p.source] + 1 for p in incoming)
+    for name, population in plan.populations.items():
+        population.depth = depth[name]
+    for projection in plan.projections:
+        source_depth = depth[projection.source]
+        if projection.target == plan.output_name:
+            continue
+        target_depth = depth[projection.target]
+        if projection.recurrent:
+            projection.delay = target_depth - source_depth
+            if projection.delay < 0:
+                raise UserError(
+                    f"cycle {projection.target} -> ... -> {projection.source} -> {projection.target} passes through "
+                    "more than one synaptic layer: Lava delays such a loop by one step per layer, NIR by one step"
+                )
+        else:
+            projection.delay = target_depth - source_depth - 1
+    if plan.output_population is not None:
+        plan.output_depth = depth[plan.output_population]
+    else:
+        into_output = plan.into(plan.output_name)
+        plan.output_depth = max(depth[p.source] + 1 for p in into_output)
+        for projection in into_output:
+            projection.delay = plan.output_depth - depth[projection.source] - 1
+
+
+def describe(plan: DeployPlan) -> list[dict[str, Any]]:
+    """One row per projection: name, kind, shapes, synapses, delay."""
+    rows = []
+    for p in plan.projections:
+        rows.append({
+            "projection": p.name,
+            "source": p.source,
+            "target": p.target,
+            "kind": p.kind,
+            "weights": int(np.asarray(p.weight).size),
+            "delay": p.delay,
+            "recurrent": p.recurrent,
+        })
+    return rows

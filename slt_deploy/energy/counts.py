@@ -1,0 +1,192 @@
+"""Synaptic operations (SOP) and their energy.
+
+Counting (one definition for every backend). The SOP of an inference at
+latency t is
+
+    sum over synaptic layers fed by spikes, over steps s <= t, over
+    presynaptic neurons j that spiked at s, of the synapses j drives in that layer
+
+-- the layer as deployed (:mod:`slt_deploy.deploy.plan`: BatchNorm folded, pooling
+fused into the following convolution), with convolution borders, stride,
+dilation and groups counted exactly: a neuron's fan-out in a convolution is
+the transposed convolution of an all-ones output with the kernel's support.
+Two variants: *structural* (every synapse of the layer) and *effective*
+(nonzero weights only -- the default; sparse hardware stores no zero synapse).
+Counts are integers. An input with event counts > 1 per step counts each
+event (value x fan-out).
+
+A layer fed by analog input (direct encoding; ``input_kind = "analog"``,
+declared, never guessed from values) is counted as MACs: every input element
+times its fan-out. Because a direct-encoded input is the same at every step,
+``mac_once=True`` (the default) counts these MACs once per inference;
+``mac_once=False`` counts them at every step, as papers that charge the first
+layer per time step do. The setting is reported with every count.
+
+Pricing is separate (:mod:`.hardware`): energy = SOP x E_SOP + MAC x E_MAC
+(+ neuron updates x E_update).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..simulate import samples_per_batch, simulate
+from ..deploy.plan import DeployPlan
+from ..deploy.synapses import fanout
+from ..core.errors import UserError
+
+
+# --------------------------------------------------------------------------- counting
+
+
+@dataclass
+class LayerOps:
+    """Operations of one synaptic layer, per sample and step: int64 [N, T]."""
+
+    name: str
+    source: str
+    target: str
+    kind: str  # "sop" (fed by spikes) or "mac" (fed by analog input)
+    structural: np.ndarray
+    effective: np.ndarray
+    synapses_structural: int
+    synapses_effective: int
+
+
+@dataclass
+class OperationCounts:
+    """SOP and MAC per layer, sample and step, plus neuron updates and spikes."""
+
+    layers: list[LayerOps]
+    neuron_updates: np.ndarray  # [N, T]: neurons updated per step (all populations)
+    firing: dict[str, np.ndarray]  # population -> mean spikes per neuron [N, T]
+    mac_once: bool
+    latencies: np.ndarray  # [N]
+
+    def total(self, kind: str, variant: str = "effective") -> np.ndarray:
+        """[N, T] operations of ``kind`` ("sop" or "mac") summed over layers."""
+        arrays = [getattr(layer, variant) for layer in self.layers if layer.kind == kind]
+        if not arrays:
+            return np.zeros_like(self.neuron_updates)
+        return np.sum(arrays, axis=0)
+
+    def cumulative(self, kind: str, variant: str = "effective") -> np.ndarray:
+        """[N, T]: operations of an inference stopped after step t (column t-1)."""
+        return np.cumsum(self.total(kind, variant), axis=1)
+
+
+def synapse_counts(plan: DeployPlan, inputs: np.ndarray, spikes: dict[str, np.ndarray], fanouts=None):
+    """Synapses driven per sample, step and projection -- (effective, structural),
+    each [N, T, projections] -- and spikes per step {population: [N, T]}, from
+    the input [N, T, *shape] and every spiking population's spikes
+    {name: [N, T, *shape]}. ``fanouts``: [(effective, structural)] per
+    projection, flattened (computed when not given)."""
+    x = np.asarray(inputs, dtype=np.float64)
+    samples, steps = x.shape[:2]
+    if fanouts is None:
+        fanouts = projection_fanouts(plan)
+    effective = np.zeros((samples, steps, len(plan.projections)))
+    structural = np.zeros_like(effective)
+    for index, projection in enumerate(plan.projections):
+        source = plan.populations[projection.source]
+        if source.is_input:
+            activity = x.reshape(samples, steps, -1)
+            if plan.input_kind == "analog":
+                activity = np.ones_like(activity)  # every input element, whatever its value
+        else:
+            if projection.source not in spikes:
+                raise UserError(f"no spikes recorded for population '{projection.source}'")
+            activity = np.asarray(spikes[projection.source], dtype=np.float64).reshape(samples, steps, -1)
+        effective[:, :, index] = activity @ fanouts[index][0]
+        structural[:, :, index] = activity @ fanouts[index][1]
+    firing = {name: np.asarray(s, dtype=np.float64).reshape(samples, steps, -1).sum(-1)
+              for name, s in spikes.items() if name in plan.populations}
+    return effective, structural, firing
+
+
+def projection_fanouts(plan: DeployPlan) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(effective, structural) fan-out of every projection's source neurons, flattened."""
+    return [(fanout(p, True).reshape(-1), fanout(p, False).reshape(-1)) for p in plan.projections]
+
+
+def count_operations(plan: DeployPlan, inputs: np.ndarray, spikes: dict[str, np.ndarray],
+                     latencies=None, mac_once: bool = True) -> OperationCounts:
+    """Count SOP/MAC from the input [N, T, *shape] and every spiking
+    population's spikes {name: [N, T, *shape]} (from any backend).
+
+    Steps after a sample's latency count nothing."""
+    effective, structural, firing = synapse_counts(plan, inputs, spikes)
+    return operation_counts(plan, effective, structural, firing, latencies, mac_once)
+
+
+def run_synapse_counts(plan: DeployPlan, inputs: np.ndarray, run, fanouts=None):
+    """:func:`synapse_counts` of a finished run (a backend's ``Simulation`` or
+    a ``LavaResult``): the fused model's live counters, else counted from the
+    spikes it recorded."""
+    if run.operations is not None:
+        return run.operations[..., 0], run.operations[..., 1], run.spike_counts
+    spiking = {name: s for name, s in run.spikes.items() if plan.populations[name].spiking}
+    return synapse_counts(plan, inputs, spiking, fanouts)
+
+
+def counted_run(graph, backend: str, inputs: np.ndarray, plan: DeployPlan, *, mac_once: bool = True,
+                progress=None):
+    """Outputs [N, T, *out] and :class:`OperationCounts` of ``inputs``
+    [N, T, *shape] on ``backend`` (every sample at latency T).
+
+    The fused Lava model counts live, in one run. The other backends record
+    every spike, so they run in batches whose spikes fit in memory
+    (:func:`~slt_deploy.simulate.samples_per_batch`): a VGGSNN records
+    ~0.1 GB per sample at T = 10. ``progress(done)`` gets the samples done."""
+    samples, steps = inputs.shape[:2]
+    live = backend == "lava-fused"
+    neurons = sum(p.size for p in plan.populations.values())
+    size = samples if live else samples_per_batch(neurons, steps, record=True)
+    fanouts = None if live else projection_fanouts(plan)
+    outputs, effective, structural, firing = [], [], [], []
+    for start in range(0, samples, size):
+        x = inputs[start: start + size]
+        report = None if progress is None else (lambda done, offset=start: progress(offset + done))
+        run = simulate(graph, backend, x, dt=plan.dt, input_kind=plan.input_kind, record_spikes=not live,
+                       progress=report)
+        counts = run_synapse_counts(plan, x, run, fanouts)
+        outputs.append(run.outputs)
+        effective.append(counts[0])
+        structural.append(counts[1])
+        firing.append(counts[2])
+    spike_counts = {name: np.concatenate([f[name] for f in firing]) for name in firing[0]}
+    return np.concatenate(outputs), operation_counts(plan, np.concatenate(effective), np.concatenate(structural),
+                                                     spike_counts, mac_once=mac_once)
+
+
+def operation_counts(plan: DeployPlan, effective: np.ndarray, structural: np.ndarray, spike_counts: dict,
+                     latencies=None, mac_once: bool = True) -> OperationCounts:
+    """Assemble counts from per-step synapse counts [N, T, projections] (a
+    backend's own counters or :func:`count_operations`) and spike counts per
+    population {name: [N, T]}: steps after each sample's latency are dropped,
+    an analog input layer's MACs kept at step 1 only when ``mac_once``."""
+    samples, steps = effective.shape[:2]
+    latencies = np.full(samples, steps) if latencies is None else np.asarray(latencies, dtype=int)
+    active = np.arange(steps)[None, :] < latencies[:, None]  # [N, T]
+    layers = []
+    for index, projection in enumerate(plan.projections):
+        source = plan.populations[projection.source]
+        kind = "mac" if source.is_input and plan.input_kind == "analog" else "sop"
+        counts = {}
+        for variant, table in (("structural", structural), ("effective", effective)):
+            per_step = np.array(table[:, :, index], dtype=np.float64)
+            if kind == "mac" and mac_once:
+                per_step[:, 1:] = 0
+            counts[variant] = np.rint(per_step * active).astype(np.int64)
+        layers.append(LayerOps(
+            name=projection.name, source=projection.source, target=projection.target, kind=kind,
+            structural=counts["structural"], effective=counts["effective"],
+            synapses_structural=int(fanout(projection, False).sum()),
+            synapses_effective=int(fanout(projection, True).sum()),
+        ))
+    neurons = sum(p.size for p in plan.neuron_populations)
+    firing = {name: np.asarray(count, dtype=np.float64) / plan.populations[name].size * active
+              for name, count in spike_counts.items()}
+    return OperationCounts(layers, (neurons * active).astype(np.int64), firing, mac_once, latencies)

@@ -1,0 +1,172 @@
+"""How the runtime controller is judged.
+
+On one stream (the digits test split) and one checkpoint, for budgets from
+E(t=1) to E(t=T) per inference:
+
+* the *profile hull*: the best accuracy any mix of fixed latencies reaches at
+  a given mean energy -- the upper concave hull of the profile's
+  (energy, accuracy) points, made non-decreasing;
+* the *per-input oracle*: a multiple-choice knapsack over every input's
+  correctness and measured energy at every t; it knows the labels, so no
+  policy can beat it. Its LP relaxation (greedy over each input's concave
+  hull) is an upper bound and is what is reported; the integer greedy
+  solution is reported beside it;
+* the published dynamic-timestep policies -- a fixed entropy threshold
+  (DT-SNN, SEENN-I) and a fixed top-1/top-2 gap threshold (SNNCutoff) --
+  tuned in hindsight on the test stream to the anytime policy's measured
+  energy.
+
+One forward pass at T gives every input's prediction and energy at every
+t <= T, so all of this is cheap on the PyTorch backend.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .controller import (
+    Budget, Controller, EnergyProfile, PrecomputedEngine, ThresholdCalibration, confidence, make_policy,
+    run_mission, running_means, stop_steps)
+
+
+def hull_accuracy(energy: list[float], accuracy: list[float], at_energy: float) -> float:
+    """Best accuracy of a mix of fixed latencies with mean energy <= at_energy
+    (NaN below the cheapest latency)."""
+    points = sorted(zip(energy, accuracy))
+    hull: list[tuple[float, float]] = []
+    for point in points:  # upper concave hull (monotone chain)
+        while len(hull) >= 2:
+            (x1, y1), (x2, y2) = hull[-2], hull[-1]
+            if (x2 - x1) * (point[1] - y1) - (y2 - y1) * (point[0] - x1) >= 0:
+                hull.pop()
+            else:
+                break
+        hull.append(point)
+    if at_energy < hull[0][0]:
+        return float("nan")
+    best = hull[0][1]
+    for (x1, y1), (x2, y2) in zip(hull, hull[1:]):
+        if at_energy >= x2:
+            best = max(best, y2)
+        elif at_energy >= x1:
+            best = max(best, y1 + (y2 - y1) * (at_energy - x1) / (x2 - x1))
+    return float(best)
+
+
+def oracle(correct: np.ndarray, energy: np.ndarray, budget_mj: float) -> dict:
+    """Per-input oracle: every input gets some t in 1..T; maximise the number
+    correct with total energy <= budget. correct [N, T] (0/1), energy [N, T]
+    cumulative mJ. Returns the LP upper bound and the integer greedy accuracy."""
+    n = correct.shape[0]
+    base_energy = energy[:, 0].sum()
+    base_correct = correct[:, 0].sum()
+    upgrades = []  # (efficiency, d_energy, d_correct)
+    for i in range(n):
+        points = [(energy[i, t], correct[i, t]) for t in range(correct.shape[1])]
+        hull = [points[0]]
+        for e, c in points[1:]:
+            if c <= hull[-1][1]:
+                continue  # never worth more energy for no more correctness
+            while len(hull) >= 2:
+                (x1, y1), (x2, y2) = hull[-2], hull[-1]
+                if (y2 - y1) * (e - x2) <= (c - y2) * (x2 - x1):
+                    hull.pop()
+                else:
+                    break
+            hull.append((e, c))
+        for (x1, y1), (x2, y2) in zip(hull, hull[1:]):
+            d_e, d_c = x2 - x1, y2 - y1
+            upgrades.append((d_c / d_e if d_e > 0 else np.inf, d_e, d_c))
+    upgrades.sort(key=lambda u: -u[0])
+    left = budget_mj - base_energy
+    lp, integer = float(base_correct), float(base_correct)
+    integer_left = left
+    if left < 0:
+        return {"lp_accuracy": float("nan"), "integer_accuracy": float("nan")}
+    for efficiency, d_e, d_c in upgrades:
+        if d_e <= left:
+            lp += d_c
+            left -= d_e
+        elif left > 0:
+            lp += d_c * left / d_e
+            left = 0.0
+        if d_e <= integer_left:
+            integer += d_c
+            integer_left -= d_e
+    return {"lp_accuracy": lp / n, "integer_accuracy": integer / n}
+
+
+def threshold_baseline(outputs: np.ndarray, step_energy: np.ndarray, labels: np.ndarray, measure: str,
+                       target_mj: float) -> dict:
+    """A fixed confidence threshold tuned in hindsight so that the mean energy
+    per inference is as large as possible without exceeding ``target_mj``."""
+    means = running_means(outputs)
+    conf = confidence(means, measure)
+    cumulative = np.cumsum(step_energy, axis=1)
+    best = None
+    for threshold in np.unique(np.concatenate([[0.0], conf.ravel(), [1.0 + 1e-9]])):
+        stop = stop_steps(conf, threshold)
+        index = np.arange(len(stop))
+        energy = cumulative[index, stop - 1].mean()
+        if energy <= target_mj and (best is None or energy > best["mean_energy_mj"]):
+            accuracy = (means[index, stop - 1].argmax(-1) == labels).mean()
+            best = {"threshold": float(threshold), "mean_energy_mj": float(energy), "accuracy": float(accuracy)}
+    return best or {"threshold": float("nan"), "mean_energy_mj": float("nan"), "accuracy": float("nan")}
+
+
+def sweep(profile: EnergyProfile, outputs: np.ndarray, step_energy: np.ndarray, labels: np.ndarray,
+          calibration: dict[str, ThresholdCalibration], budgets: int = 8, measures=("entropy",)) -> dict:
+    """Every policy at every budget on one precomputed stream.
+
+    outputs [N, T, K] and step_energy [N, T] (mJ) of the test stream;
+    calibration: measure -> ThresholdCalibration (from the calibration split)."""
+    n, T = step_energy.shape
+    cumulative = np.cumsum(step_energy, axis=1)
+    means = running_means(outputs)
+    correct = (means.argmax(-1) == labels[:, None]).astype(float)
+    stream_energy = cumulative.mean(0).tolist()
+    stream_accuracy = correct.mean(0).tolist()
+    levels = np.linspace(profile.energy_mj[0], profile.energy_mj[-1], budgets)
+    rows = []
+    for per_inference in levels:
+        battery = n * per_inference + profile.worst_step_mj  # the reserve on top of the horizon's share
+        budget = Budget(battery_mj=float(battery), inferences=n)
+        row = {"budget_per_inference_mj": float(per_inference), "battery_mj": float(battery), "policies": {}}
+        names = [("static", None), ("adaptive", None)] + [(f"anytime-{m}", m) for m in measures]
+        for label, measure in names:
+            policy = make_policy(label.split("-")[0], profile, measure=measure or "entropy",
+                                 calibration=calibration.get(measure) if measure else None)
+            controller = Controller(PrecomputedEngine(outputs, step_energy), profile, budget, policy)
+            mission = run_mission(controller, range(n))
+            summary = mission.summary(labels)
+            summary["hull_accuracy"] = hull_accuracy(stream_energy, stream_accuracy, summary["mean_energy_mj"])
+            row["policies"][label] = summary
+        fits = [t for t in range(1, T + 1) if stream_energy[t - 1] <= per_inference]
+        best_fixed = max(fits) if fits else 1
+        row["best_fixed"] = {"latency": best_fixed, "accuracy": stream_accuracy[best_fixed - 1],
+                             "mean_energy_mj": stream_energy[best_fixed - 1]}
+        row["oracle"] = oracle(correct, cumulative, battery)
+        row["hull_at_budget"] = hull_accuracy(stream_energy, stream_accuracy, per_inference)
+        for label, measure in names:
+            if measure is None:
+                continue
+            summary = row["policies"][label]
+            gap = row["oracle"]["lp_accuracy"] - row["best_fixed"]["accuracy"]
+            summary["gap_closed"] = (summary["accuracy"] - row["best_fixed"]["accuracy"]) / gap if gap > 0 else float("nan")
+            summary["baselines"] = {
+                name: threshold_baseline(outputs, step_energy, labels, name, summary["mean_energy_mj"])
+                for name in ("entropy", "margin")
+            }
+        rows.append(row)
+    return {"stream": {"samples": n, "energy_mj": stream_energy, "accuracy": stream_accuracy},
+            "worst_step_mj": profile.worst_step_mj, "rows": rows}
+
+
+def calibrate(graph, profile: EnergyProfile, calibration_inputs: np.ndarray,
+              backend: str = "lava-fused") -> dict[str, ThresholdCalibration]:
+    """Threshold-to-energy mappings of every confidence measure on the calibration split."""
+    from .controller import MEASURES, batch_traces
+
+    outputs, energy = batch_traces(graph, profile, calibration_inputs, backend)
+    means = running_means(outputs)
+    return {m: ThresholdCalibration.measure(confidence(means, m), energy) for m in MEASURES}
