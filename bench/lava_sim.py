@@ -45,14 +45,13 @@ import numpy as np
 import torch
 
 from interleaved import interleaved_rates
-from slt_deploy.simulate import FUSED_LANES, predictions, simulate
-from slt_deploy.training.checkpoint import load_checkpoint, model_from_checkpoint
-from slt_deploy.deploy.plan import plan_deployment
 from slt_deploy.core.compat import import_lava
-from slt_deploy.lava.network import LavaNetwork
-from slt_deploy.lava.quantise import QuantizedPlan
+from slt_deploy.deploy.plan import plan_for_graph
+from slt_deploy.ir.nirfile import read_graph
 from slt_deploy.lava.watchdog import lava_actors
-from slt_deploy.ir.nirfile import graph_dt, read_graph
+from slt_deploy.readout import predictions
+from slt_deploy.simulate import session_for, simulate
+from slt_deploy.training.checkpoint import load_checkpoint, model_from_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 WARMUP = 2
@@ -90,7 +89,6 @@ def open_paths(graph_path: Path, model, paths: tuple[str, ...], stack: contextli
     """{path: run(x [n, T, *shape]) -> outputs [n, T, classes]} (plus "_io": the
     netx io description), start-up seconds and Lava OS processes per path.
     ``capacity``: samples per run; ``total``: samples over all timed runs."""
-    from slt_deploy.deploy.plan import input_kind_of
     from slt_deploy.lava.netx import NetxRunner, netx_network_for
 
     graph = read_graph(graph_path)
@@ -98,20 +96,15 @@ def open_paths(graph_path: Path, model, paths: tuple[str, ...], stack: contextli
     runs, startup, processes = {}, {}, {}
 
     def lava(mode):
-        plan = plan_deployment(graph, graph_dt(graph, None), input_kind_of(graph))
-        quantized = QuantizedPlan(plan) if mode == "fixed" else None
-        lanes = min(capacity, FUSED_LANES) if mode == "fused" else 1
-        network = stack.enter_context(LavaNetwork(plan, T, mode=mode, capacity=-(-capacity // lanes), lanes=lanes,
-                                                  record_spikes=False, quantized=quantized))
-        return (lambda x: network.run(x).outputs[:, :T]), network.anchor
+        session = stack.enter_context(session_for(graph, f"lava-{mode}", capacity, T, capacity=capacity))
+        return (lambda x: session.run(x).outputs), session.network.anchor
 
     def netx(readout):
-        plan = plan_deployment(graph, graph_dt(graph, None), input_kind_of(graph))
-        network, io = netx_network_for(plan, workdir / f"{graph_path.stem}-{readout}.net", T)
+        network, io = netx_network_for(plan_for_graph(graph), workdir / f"{graph_path.stem}-{readout}.net", T)
         runner = stack.enter_context(NetxRunner(network, io, capacity=capacity, readout=readout,
                                                 lifetime=len(warmup_x) + total))
         runs["_io"] = io
-        return runner.run, runner.source
+        return (lambda x: runner.run(x).outputs), runner.source
 
     def torch_ref():
         return lambda x: simulate(graph, "torch", x).outputs, None

@@ -36,18 +36,14 @@ import numpy as np
 import torch
 
 from interleaved import interleaved_rates
-from slt_deploy.simulate import load_plan, predictions
-from slt_deploy.deploy.plan import input_kind_of
-from slt_deploy.training.checkpoint import load_checkpoint, model_from_checkpoint
-from slt_deploy.data.splits import evaluation_inputs, load_split
-from slt_deploy.deploy.plan import plan_deployment
-from slt_deploy.ir.export import export_model
 from slt_deploy.core.compat import import_lava
-from slt_deploy.lava.network import LavaNetwork
-from slt_deploy.lava.quantise import QuantizedPlan
-from slt_deploy.ir.nirfile import graph_dt
-from slt_deploy.training.slt import new_run, train
+from slt_deploy.data.splits import evaluation_inputs, load_split
+from slt_deploy.ir.export import export_model
 from slt_deploy.models.zoo import load_recipe
+from slt_deploy.readout import predictions
+from slt_deploy.simulate import Session, load_plan
+from slt_deploy.training.checkpoint import load_checkpoint, model_from_checkpoint
+from slt_deploy.training.slt import new_run, train
 
 ROOT = Path(__file__).resolve().parent.parent
 T = 8
@@ -78,18 +74,15 @@ def open_paths(checkpoint: Path, stack: contextlib.ExitStack, capacity: int, tot
     runs, startup, info = {}, {}, {}
 
     def ours(mode):
-        plan = plan_deployment(graph, graph_dt(graph, None), input_kind_of(graph))
-        quantized = QuantizedPlan(plan) if mode == "fixed" else None
-        network = stack.enter_context(LavaNetwork(plan, T, mode=mode, capacity=capacity, record_spikes=False,
-                                                  quantized=quantized))
-        return lambda x: network.run(x).outputs[:, :T]
+        session = stack.enter_context(Session(graph, f"lava-{mode}", T, capacity=capacity))
+        return lambda x: session.run(x).outputs
 
     def netx(readout):
         network, io = netx_network_for(load_plan(checkpoint), workdir / f"{readout}.net", T)  # slayer export_hdf5 -> netx
         runner = stack.enter_context(NetxRunner(network, io, capacity=capacity, readout=readout,
                                                 lifetime=len(warmup_x) + total))
         info["scales"] = io.scales
-        return runner.run
+        return lambda x: runner.run(x).outputs
 
     def slayer():
         def run(x):

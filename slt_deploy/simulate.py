@@ -1,28 +1,38 @@
-"""One entry point to simulate a NIR graph on any backend.
+"""Simulation: the one place that turns a NIR graph into a deployment plan
+and a runner on a simulation backend, and runs samples through it.
 
 Backends: ``torch`` (the float64 reference interpreter), ``lava-float`` and
 ``lava-fixed`` (the per-layer Lava process graph on the CPU simulator, float
 or bit-accurate fixed point), ``lava-fused`` (the same network as one Lava
 process running all layers and many samples at once in NumPy; bit-identical
 to ``lava-float``), ``loihi2`` (Lava on Loihi 2, when present).
-Every backend returns the output node's values per sample and logical step
-(pipeline delays removed), zero after each sample's latency.
+
+A :class:`Session` is a graph deployed on one backend for a maximum latency
+(time steps), ready to run batches of samples back to back, each with its
+own latency, without a rebuild; :func:`simulate` is one session, one run.
+Every backend returns the one result type
+:class:`~slt_deploy.core.result.Simulation`: the output node's values per
+sample and logical step (pipeline delays removed), zero after each sample's
+latency; spikes when recorded; live synapse counts where the backend keeps
+them.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .deploy.plan import DeployPlan, plan_for_graph
 from .core.errors import UserError
-from .ir.nirfile import graph_dt, read_graph
+from .core.latency import check_latencies, check_latency
+from .core.result import Simulation
+from .deploy.plan import DeployPlan, plan_for_graph
+from .ir.nirfile import read_graph
 
 BACKENDS = ("torch", "lava-float", "lava-fixed", "lava-fused", "loihi2")
 FUSED_LANES = 64
+"""Samples the fused Lava model runs side by side."""
 BATCH_BYTES = 2**30
 """Memory (bytes) one batch of samples may take: the torch reference's state
 and values, plus every recorded spike (float64)."""
@@ -36,17 +46,10 @@ def samples_per_batch(values: int, steps: int, record: bool) -> int:
     return max(1, BATCH_BYTES // per_sample)
 
 
-@dataclass
-class Simulation:
-    """outputs [N, T, *out]; spikes {population: [N, T, *shape]} when recorded;
-    quantisation: the per-layer report of the fixed-point backends."""
-
-    outputs: np.ndarray
-    spikes: dict[str, np.ndarray] = field(default_factory=dict)
-    quantisation: list[dict] | None = None
-    plan: DeployPlan | None = None
-    operations: np.ndarray | None = None  # lava-fused: [N, T, projections, 2] synapses driven (effective, structural)
-    spike_counts: dict[str, np.ndarray] | None = None  # lava-fused: {population: [N, T]}
+def check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend '{backend}': choose one of {', '.join(BACKENDS)}")
+    return backend
 
 
 def load_plan(source) -> DeployPlan:
@@ -67,68 +70,111 @@ def load_plan(source) -> DeployPlan:
     return plan_for_graph(graph)
 
 
+def _masked(values: np.ndarray, latencies: np.ndarray) -> np.ndarray:
+    """``values`` [N, T, ...] with the steps after each sample's latency set to zero."""
+    mask = np.arange(values.shape[1])[None, :] < latencies[:, None]
+    return values * mask.reshape(*mask.shape, *([1] * (values.ndim - 2)))
+
+
+class Session:
+    """``graph`` deployed on ``backend`` for up to ``max_latency`` time steps
+    per sample (a context manager: Lava's processes are stopped on exit).
+
+    ``dt`` (s) and ``input_kind`` override what the graph declares;
+    ``record_spikes`` keeps every population's spikes; ``lanes`` (fused
+    model only; default 1) runs that many samples side by side and
+    ``capacity`` samples per lane go into one Lava run."""
+
+    def __init__(self, graph, backend: str, max_latency: int, *, dt: float | None = None,
+                 input_kind: str | None = None, record_spikes: bool = False, lanes: int = 1, capacity: int = 16):
+        self.backend = check_backend(backend)
+        self.max_latency = check_latency(max_latency)
+        self.plan = plan_for_graph(graph, dt, input_kind)
+        self.record_spikes = record_spikes
+        self.quantised = None
+        self.network = None
+        if backend == "torch":
+            from .ir.reference import ReferenceNetwork  # torch's interpreter; Lava is not imported for it
+
+            self.reference = ReferenceNetwork(graph, self.plan.dt)
+            return
+        from .lava.network import LavaNetwork  # Lava starts only for its backends
+
+        mode = backend.removeprefix("lava-")
+        if mode in ("fixed", "loihi2"):
+            from .lava.quantise import QuantisedPlan
+
+            self.quantised = QuantisedPlan(self.plan)
+        self.network = LavaNetwork(self.plan, self.max_latency, mode=mode, capacity=capacity,
+                                   record_spikes=record_spikes, quantised=self.quantised,
+                                   lanes=lanes if mode == "fused" else 1)
+
+    def run(self, inputs, latencies=None, progress=None) -> Simulation:
+        """Run samples [N, steps, *input_shape] (steps <= max_latency), each for
+        its latency (default: all steps); arrays of the result hold ``steps``
+        steps. ``progress(done)`` gets the number of samples done."""
+        x = np.asarray(inputs, dtype=np.float64)
+        if x.ndim < 2:
+            raise UserError(f"input must have shape [samples, steps, ...], got {list(x.shape)}")
+        samples, steps = x.shape[:2]
+        if steps > self.max_latency:
+            raise UserError(f"{steps} steps exceed the network's maximum latency {self.max_latency}")
+        latencies = check_latencies(latencies, samples, steps)
+        if self.network is None:
+            return self._run_reference(x, latencies, progress)
+        result = self.network.run(x, latencies, progress=progress).steps(steps)
+        result.quantisation = self.quantised.report() if self.quantised is not None else None
+        return result
+
+    def _run_reference(self, x: np.ndarray, latencies: np.ndarray, progress) -> Simulation:
+        """The float64 reference, in batches that fit in :data:`BATCH_BYTES`."""
+        samples, steps = x.shape[:2]
+        values = sum(int(np.prod(shape)) for shape in self.reference.flat.shapes.values())
+        size = samples_per_batch(values, steps, self.record_spikes)
+        outputs, spikes = [], {}
+        for start in range(0, samples, size):
+            result = self.reference.run(x[start: start + size], record=self.record_spikes)
+            outputs.append(result.outputs)
+            for name, value in result.spikes.items():
+                spikes.setdefault(name, []).append(value)
+            if progress is not None:
+                progress(min(samples, start + size))
+        return Simulation(_masked(np.concatenate(outputs), latencies),
+                          {k: _masked(np.concatenate(v), latencies) for k, v in spikes.items()}, plan=self.plan)
+
+    def close(self) -> None:
+        if self.network is not None:
+            self.network.close()
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def session_for(graph, backend: str, samples: int, steps: int, *, dt: float | None = None,
+                input_kind: str | None = None, record_spikes: bool = False, capacity: int = 16) -> Session:
+    """A session for ``samples`` samples of ``steps`` time steps: on the fused
+    model every sample goes into one Lava run, side by side in up to
+    :data:`FUSED_LANES` lanes; the per-layer graph takes ``capacity`` samples
+    per run."""
+    lanes = 1
+    if backend == "lava-fused":
+        lanes = max(1, min(samples, FUSED_LANES))
+        capacity = max(1, -(-samples // lanes))
+    return Session(graph, backend, steps, dt=dt, input_kind=input_kind, record_spikes=record_spikes, lanes=lanes,
+                   capacity=capacity)
+
+
 def simulate(graph, backend: str, inputs: np.ndarray, latencies=None, dt: float | None = None,
              input_kind: str | None = None, record_spikes: bool = False, capacity: int = 16,
              progress=None) -> Simulation:
-    """Run ``inputs`` [N, steps, *input_shape] through ``graph`` on ``backend``."""
-    if backend not in BACKENDS:
-        raise UserError(f"unknown backend '{backend}': choose one of {', '.join(BACKENDS)}")
-    dt = graph_dt(graph, dt)
+    """Run ``inputs`` [N, steps, *input_shape] through ``graph`` on ``backend``
+    in one session (:func:`session_for`)."""
     x = np.asarray(inputs, dtype=np.float64)
-    samples, steps = x.shape[:2]
-    latencies = np.full(samples, steps) if latencies is None else np.asarray(latencies, dtype=int)
-    if backend == "torch":
-        return _simulate_torch(graph, dt, x, latencies, record_spikes, progress)
-    from .lava.network import LavaNetwork
-
-    plan = plan_for_graph(graph, dt, input_kind)
-    mode = backend.removeprefix("lava-")
-    quantized = None
-    if mode in ("fixed", "loihi2"):
-        from .lava.quantise import QuantizedPlan
-
-        quantized = QuantizedPlan(plan)
-    lanes = 1
-    if mode == "fused":  # every sample in one Lava run, side by side
-        lanes = min(samples, FUSED_LANES)
-        capacity = -(-samples // lanes)
-    with LavaNetwork(plan, steps, mode=mode, capacity=capacity, record_spikes=record_spikes,
-                     quantized=quantized, lanes=lanes) as network:
-        result = network.run(x, latencies, progress=progress)
-    outputs = result.outputs[:, :steps]
-    spikes = {k: v[:, :steps] for k, v in result.spikes.items()}
-    operations = None if result.operations is None else result.operations[:, :steps]
-    counts = None if result.spike_counts is None else {k: v[:, :steps] for k, v in result.spike_counts.items()}
-    return Simulation(outputs, spikes, quantized.report() if quantized else None, plan, operations, counts)
-
-
-def _simulate_torch(graph, dt: float, x: np.ndarray, latencies: np.ndarray, record_spikes: bool,
-                    progress) -> Simulation:
-    """The float64 reference, in batches that fit in :data:`BATCH_BYTES`."""
-    from .ir.reference import ReferenceNetwork
-
-    samples, steps = x.shape[:2]
-    network = ReferenceNetwork(graph, dt)
-    values = sum(int(np.prod(shape)) for shape in network.flat.shapes.values())
-    size = samples_per_batch(values, steps, record_spikes)
-    outputs, spikes = [], {}
-    for start in range(0, samples, size):
-        result = network.run(x[start: start + size], record=record_spikes)
-        outputs.append(result.outputs.numpy())
-        for name, value in result.record.items():
-            spikes.setdefault(name, []).append(value.numpy())
-        if progress is not None:
-            progress(min(samples, start + size))
-    outputs = np.concatenate(outputs)
-    mask = np.arange(steps)[None, :] < latencies[:, None]
-    outputs = outputs * mask.reshape(samples, steps, *([1] * (outputs.ndim - 2)))
-    spikes = {k: np.concatenate(v) for k, v in spikes.items()}
-    spikes = {k: v * mask.reshape(samples, steps, *([1] * (v.ndim - 2))) for k, v in spikes.items()}
-    return Simulation(outputs, spikes)
-
-
-def predictions(outputs: np.ndarray, latencies) -> np.ndarray:
-    """Class predicted at each sample's latency: argmax of the mean output over steps 1..t."""
-    latencies = np.asarray(latencies)
-    sums = outputs.reshape(outputs.shape[0], outputs.shape[1], -1).sum(1)
-    return (sums / latencies[:, None]).argmax(-1)
+    if x.ndim < 2:
+        raise UserError(f"input must have shape [samples, steps, ...], got {list(x.shape)}")
+    with session_for(graph, backend, x.shape[0], x.shape[1], dt=dt, input_kind=input_kind,
+                     record_spikes=record_spikes, capacity=capacity) as session:
+        return session.run(x, latencies, progress)

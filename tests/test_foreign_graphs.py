@@ -97,14 +97,14 @@ def reference_with_voltages(graph, x: np.ndarray, dt: float):
     for name in network.flat.order:
         if network.flat.kinds[name] not in ("LIF", "IF", "CubaLIF"):
             continue
-        op = network.ops[name]
+        op = network.neurons[name]
 
         def recording(current, state, op=op, name=name):
             out, new = op(current, state)
             voltages.setdefault(name, []).append(new[1] if isinstance(new, tuple) else new)
             return out, new
 
-        network.ops[name] = recording
+        network.neurons[name] = recording
     result = network.run(x)
     return result, {name: torch.stack(v, 1).numpy() for name, v in voltages.items()}
 
@@ -401,7 +401,7 @@ def test_snntorch_exported_graph_runs_on_lava_float_like_snntorch(kind, tmp_path
     norse_raw, _ = run_norse(graph, x, dt)
     assert int((norse_raw != lava.outputs).sum()) > 0
     folded = fold_r(graph)
-    assert np.array_equal(simulate(folded, "torch", x, dt=dt).outputs, reference.outputs.numpy())
+    assert np.array_equal(simulate(folded, "torch", x, dt=dt).outputs, reference.outputs)
     norse_out, norse_values = run_norse(folded, x, dt)
     assert int((norse_out != lava.outputs).sum()) == 0
     for node in SNNTORCH_NODES[kind].values():
@@ -427,7 +427,7 @@ def test_snntorch_default_reset_delay_is_not_nir(tmp_path):
     ours = run_snntorch(exact, x)
     delayed = run_snntorch(default, x)
     spikes, mem = delayed[1]
-    assert np.array_equal(ours[1][0], reference.record["1.lif"].numpy())
+    assert np.array_equal(ours[1][0], reference.spikes["1.lif"])
     assert int((spikes != ours[1][0]).sum()) > 0
     # the refractory step: after every spike snnTorch's mem is exactly 0
     after_spike = np.zeros_like(spikes, dtype=bool)
@@ -510,7 +510,7 @@ def test_nir_paper_single_lif_reproduces_the_authors_lava_float_trace(no_leaks):
     x = inputs.reshape(1, steps, 1)
 
     reference, voltages = reference_with_voltages(graph, x, dt)
-    ref_s = reference.record["1"].numpy()[0, :, 0]
+    ref_s = reference.spikes["1"][0, :, 0]
     ref_v = voltages["1"][0, :, 0]
     assert their_v[0] == 0 and their_s[0] == 0
     assert np.array_equal(ref_s[:-1], their_s[1:])

@@ -323,7 +323,7 @@ def _wake_silent_populations(graph, x, rounds: int = 8) -> None:
     guess of the rates in front)."""
     flat = analyse(graph)
     for _ in range(rounds):
-        record = ReferenceNetwork(graph, DT).run(x).record
+        record = ReferenceNetwork(graph, DT).run(x).spikes
         silent = [n for n in flat.order if flat.kinds[n] in SPIKING_TYPES and not record[n].any()]
         if not silent:
             return

@@ -1,12 +1,13 @@
 """Pins the behaviour of Lava's bit-accurate (fixed_pt) models that the
-quantiser relies on (lava-nc 0.10.0; see slt_deploy/lava/quantize.py).
+quantiser relies on (lava-nc 0.10.0; see slt_deploy/lava/quantise.py).
 If Lava's behaviour differed, these tests -- not the accuracy -- would say so."""
 
 import numpy as np
 import pytest
 
 from slt_deploy.core.compat import import_lava
-from slt_deploy.lava.quantise import QuantizedPlan, _decay_du, _decay_dv
+from slt_deploy.lava.quantise import QuantisedPlan
+from slt_deploy.neuron import fixed_decays
 
 
 def trace(weights, spikes, steps, conv=False, **lif):
@@ -57,9 +58,10 @@ def test_voltage_decay_has_no_offset_so_dv_4095_keeps_one_4096th(no_leaks):
     _, v, _ = trace([[200]], [[1, 0, 0]], 3, du=4095, dv=4095, vth=2**16)
     assert v[1, 0] == 200 << 6
     assert v[2, 0] == ((200 << 6) * 1) >> 12  # never exactly 0: dv = 1.0 is not reachable
-    assert _decay_dv(1.0) == (4095, 1 / 4096)  # the quantiser reports it
-    assert _decay_du(1.0) == (4095, 0.0)
-    assert _decay_dv(0.5) == (2048, 0.0)
+    du, dv, du_error, dv_error = fixed_decays(1.0, 1.0)
+    assert (dv, dv_error) == (4095, 1 / 4096)  # the quantiser reports it
+    assert (du, du_error) == (4095, 0.0)
+    assert fixed_decays(1.0, 0.5)[1::2] == (2048, 0.0)
 
 
 def test_threshold_is_compared_after_a_six_bit_shift(no_leaks):
@@ -100,12 +102,12 @@ def test_quantiser_meets_these_rules():
     import graphs
     from slt_deploy.deploy.plan import plan_deployment
 
-    quantized = QuantizedPlan(plan_deployment(graphs.conv_residual_graph(), graphs.DT))
-    for q in quantized.projections.values():
+    quantised = QuantisedPlan(plan_deployment(graphs.conv_residual_graph(), graphs.DT))
+    for q in quantised.projections.values():
         if q.sign_mode == "mixed":
             mantissas = q.weights if q.name not in ("c0", "c1", "c2") else q.weights >> max(q.weight_exp, 0)
             assert np.all(mantissas % 2 == 0)  # already even: Lava's truncation changes nothing
             assert np.abs(mantissas).max() <= 256
-    for q in quantized.populations.values():
+    for q in quantised.populations.values():
         assert q.vth < 2**17 and np.all(np.abs(q.bias_mant) < 2**12) and np.all(q.bias_exp <= 7)
         assert q.scale == 2 ** int(np.log2(q.scale))

@@ -27,14 +27,15 @@ Measured (seeded rate-encoded digits test samples, T = 8):
 import numpy as np
 import pytest
 
-from slt_deploy.simulate import load_plan, predictions, simulate
+from slt_deploy.readout import predictions
+from slt_deploy.simulate import load_plan, simulate
 from slt_deploy.data.splits import evaluation_inputs, load_split
 from slt_deploy.deploy.plan import plan_deployment
 from slt_deploy.core.errors import UserError
 from slt_deploy.core.compat import import_lava
 from slt_deploy.lava.network import LavaNetwork
 from slt_deploy.lava.netx import NetxRunner, chain_forward, netx_network_for, slayer_outputs
-from slt_deploy.lava.quantise import QuantizedPlan
+from slt_deploy.lava.quantise import QuantisedPlan
 from slt_deploy.ir.nirfile import graph_dt, read_graph
 from conftest import ROOT
 
@@ -96,8 +97,8 @@ def test_netx_on_lava_equals_slayer_and_predicts_like_our_fixed_point_graph(name
             expected = chain_forward(io.quantised, x) * mask[..., None]
         # capacity 5: 7 + 5 samples in three Lava runs (5, 2, 5): the ring buffers wrap
         with NetxRunner(network, io, capacity=5, readout=readout, lifetime=len(x)) as runner:
-            first = runner.run(x[:7], LATENCIES[:7])
-            second = runner.run(x[7:], LATENCIES[7:])
+            first = runner.run(x[:7], LATENCIES[:7]).outputs
+            second = runner.run(x[7:], LATENCIES[7:]).outputs
             if readout == "voltage":  # a Monitor cannot wrap around: refused before running
                 with pytest.raises(UserError, match="Monitor holds 12 samples"):
                     runner.run(x[:1], LATENCIES[:1])
@@ -107,8 +108,8 @@ def test_netx_on_lava_equals_slayer_and_predicts_like_our_fixed_point_graph(name
         assert np.abs(results[readout] - expected).max() <= 1e-9, readout
     assert np.array_equal(results["voltage"], results["current"])
 
-    quantized = QuantizedPlan(plan)
-    with LavaNetwork(plan, T, mode="fixed", capacity=6, record_spikes=False, quantized=quantized) as ours:
+    quantised = QuantisedPlan(plan)
+    with LavaNetwork(plan, T, mode="fixed", capacity=6, record_spikes=False, quantised=quantised) as ours:
         fixed = ours.run(x, LATENCIES).outputs
     netx_predicted = predictions(results["voltage"], LATENCIES)
     fixed_predicted = predictions(fixed, LATENCIES)

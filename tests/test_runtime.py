@@ -15,7 +15,8 @@ from slt_deploy.ir.nirfile import read_graph, write_graph
 from slt_deploy.energy.profile import profile_model, store_in_graph
 from slt_deploy.runtime.controller import (
     MEASURES, Budget, Controller, EnergyProfile, LavaEngine, PrecomputedEngine, ThresholdCalibration,
-    TorchEngine, confidence, make_policy, run_mission, running_means)
+    TorchEngine, confidence, make_policy, run_mission)
+from slt_deploy.readout import running_mean
 from slt_deploy.runtime.evaluation import hull_accuracy, oracle, sweep
 
 
@@ -43,7 +44,7 @@ def traces(profiled):
     engine = TorchEngine(graph, profile)
     xc, _ = stream("calibration")
     outputs, energy = engine.run_batch(xc)
-    calibration = {m: ThresholdCalibration.measure(confidence(running_means(outputs), m), energy) for m in MEASURES}
+    calibration = {m: ThresholdCalibration.measure(confidence(running_mean(outputs, axis=-2), m), energy) for m in MEASURES}
     x, y = stream("test")
     test_outputs, test_energy = engine.run_batch(x)
     return graph, profile, calibration, test_outputs, test_energy, y
@@ -178,7 +179,7 @@ def test_lava_and_pytorch_make_the_same_decisions(profiled, no_leaks):
     xc, _ = stream("calibration")
     torch_engine = TorchEngine(graph, profile)
     outputs, energy = torch_engine.run_batch(xc)
-    calibration = ThresholdCalibration.measure(confidence(running_means(outputs), "entropy"), energy)
+    calibration = ThresholdCalibration.measure(confidence(running_mean(outputs, axis=-2), "entropy"), energy)
     x, y = stream("test", 10)
     budget = Budget(battery_mj=3.0 * profile.energy_mj[0] * 10 + profile.worst_step_mj, inferences=10)
     for policy in ("adaptive", "anytime"):

@@ -35,7 +35,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from slt_deploy.simulate import load_plan, predictions, simulate
+from slt_deploy.readout import predictions
+from slt_deploy.simulate import load_plan, simulate
 from slt_deploy.training.checkpoint import load_checkpoint, model_from_checkpoint
 from slt_deploy.data.splits import evaluation_inputs, load_split
 from slt_deploy.deploy.plan import plan_deployment
@@ -279,7 +280,7 @@ def test_lava_dl_netx_path_against_ours(which, request, tmp_path, no_leaks):
     network, io = netx_network_for(load_plan(checkpoint), tmp_path / "model.net", T)  # slayer export_hdf5 -> netx
     requantised = [np.abs(a.weight - b.weight).max() for a, b in zip(plan.projections, io.quantised.projections)]
     with NetxRunner(network, io, capacity=LAVA_SAMPLES, readout="current") as runner:
-        netx = runner.run(xs[:LAVA_SAMPLES])
+        netx = runner.run(xs[:LAVA_SAMPLES]).outputs
     netx_all = chain_forward(io.quantised, xs)
     assert np.abs(netx - netx_all[:LAVA_SAMPLES]).max() <= 1e-9  # netx computes exactly its quantised plan
     ours = simulate(graph, "lava-float", xs[:LAVA_SAMPLES]).outputs  # our NIR on our Lava float graph

@@ -7,7 +7,7 @@ import torch
 from slt_deploy.core.errors import UserError
 from slt_deploy.training.slt import loss_function, with_settings
 from slt_deploy.models import available_models, build_model, load_recipe
-from slt_deploy.models.zoo import predictions_per_latency
+from slt_deploy.readout import predictions_per_latency
 
 
 def test_shipped_recipes():
@@ -69,7 +69,7 @@ def test_one_pass_at_T_equals_separate_runs_at_every_t():
     model = build_model(load_recipe("digits-cnn")).eval()
     x = (torch.rand(8, 16, 1, 8, 8) > 0.5).float()
     with torch.no_grad():
-        all_t = predictions_per_latency(model(x))
+        all_t = predictions_per_latency(model(x), axis=0)
         for t in range(1, 9):
             separate = model(x[:t]).mean(0).argmax(-1)
             assert torch.equal(all_t[t - 1], separate)

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from ..core.errors import RunFailure, UserError
+from ..core.latency import check_latency
 
 app = typer.Typer(
     add_completion=False,
@@ -61,12 +62,8 @@ def _not_an_input(output, *inputs) -> None:
 
 
 def _check_latency(value: Optional[int]) -> None:
-    from ..ir.nirfile import MAX_LATENCY
-
-    if value is not None and value < 1:
-        raise UserError(f"latency must be >= 1 time step, got {value}")
-    if value is not None and value > MAX_LATENCY:
-        raise UserError(f"latency must be at most {MAX_LATENCY} time steps, got {value}")
+    if value is not None:
+        check_latency(value)
 
 
 @app.command()
@@ -248,7 +245,8 @@ def run(
 
     import numpy as np
 
-    from ..simulate import predictions, simulate
+    from ..readout import predictions
+    from ..simulate import simulate
     from ..ir.nirfile import graph_dt, read_graph
     from ..report import rich_table
 
@@ -291,9 +289,7 @@ def run(
             raise UserError(f"--samples must be >= 1, got {samples}")
         x = x[:samples]
         labels = None if labels is None else labels[:samples]
-    t = T if latency is None else latency
-    if t < 1:
-        raise UserError(f"latency must be >= 1 time step, got {t}")
+    t = T if latency is None else check_latency(latency)
     if t > T:
         raise UserError(f"latency {t} exceeds the maximum latency T={T} of this graph/input")
     x = x[:, :t]

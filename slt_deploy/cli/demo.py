@@ -115,13 +115,13 @@ def deploy_stage(model: str, output: Path, console, out, progress_factory) -> di
     export, Lava float against PyTorch, Lava fixed point, energy profiles
     (77 fJ/SOP) with noise, a side-by-side report, and the runtime controller
     judged against the profile hull and the per-input oracle."""
-    from ..simulate import predictions, simulate
+    from ..readout import predictions
+    from ..simulate import simulate
     from ..energy.counts import count_operations
     from ..energy.hardware import load_hardware
     from ..ir.export import export_model
     from ..ir.nirfile import write_graph
     from ..energy.profile import graph_stream, noisy_streams, parse_noise, profile_model, store_in_graph
-    from ..deploy.plan import plan_deployment
     from ..report import energy_report
     from ..report import judge
 
@@ -154,9 +154,8 @@ def deploy_stage(model: str, output: Path, console, out, progress_factory) -> di
             reference = simulate(graph, "torch", x[:48], latencies=latencies, record_spikes=True)
         same_spikes = all(np.array_equal(lava.spikes[k], reference.spikes[k]) for k in lava.spikes)
         difference = float(np.abs(lava.outputs - reference.outputs).max())
-        plan = plan_deployment(graph, graph.metadata["dt"])
-        sop_lava = count_operations(plan, x[:48], lava.spikes, latencies).total("sop")
-        sop_torch = count_operations(plan, x[:48], {k: v for k, v in reference.spikes.items()}, latencies).total("sop")
+        sop_lava = count_operations(lava.plan, x[:48], lava.spikes, latencies).total("sop")
+        sop_torch = count_operations(lava.plan, x[:48], reference.spikes, latencies).total("sop")
         with progress_factory() as bar:
             bar.add_task("Lava fixed point (test split)", total=None)
             fixed = simulate(graph, "lava-fixed", x, capacity=60)

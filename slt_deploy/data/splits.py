@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ..core.errors import UserError
+from ..core.latency import check_latency
 
 EVAL_SEED = 20240223
 """Seed of the rate encoding used for every evaluation (test and calibration)."""
@@ -150,8 +151,7 @@ def encode(
 
     ``inputs`` is a batch of samples ([B, *shape], or [B, T, *shape] for
     events). The rate encoding draws from ``generator``."""
-    if steps < 1:
-        raise UserError(f"latency must be >= 1 time step, got {steps}")
+    check_latency(steps)
     if encoding == "direct":
         return inputs.unsqueeze(0).expand(steps, *inputs.shape)
     if encoding == "rate":

@@ -44,7 +44,8 @@ import torch.nn.functional as F
 
 from ..core.errors import UserError
 from ..ir.nirfile import graph_dt
-from ..ir.graph import NEURON_TYPES, SPIKING_TYPES, FlatGraph, analyse, conv_geometry, pool_geometry
+from ..ir.graph import NEURON_TYPES, SPIKING_TYPES, FlatGraph, analyse, conv_geometry, linear_op, pool_geometry
+from ..neuron import NeuronParameters, nir_neuron
 
 DENSE_LIMIT = 50_000_000
 """Largest dense projection (synapses) built from a chain of linear nodes."""
@@ -71,6 +72,11 @@ class Population:
     @property
     def spiking(self) -> bool:
         return self.nir_kind in SPIKING_TYPES
+
+    @property
+    def neuron(self) -> NeuronParameters:
+        """The population's neuron in the general form (per neuron bias), for :func:`slt_deploy.neuron.lif_step`."""
+        return NeuronParameters(du=self.du, dv=self.dv, vth=self.vth, bias=self.bias.ravel())
 
     @property
     def is_input(self) -> bool:
@@ -154,32 +160,13 @@ class _LinearEvaluator:
 
     def __init__(self, flat: FlatGraph):
         self.flat = flat
+        self.ops: dict = {}
 
     def node(self, name: str, x: torch.Tensor, with_bias: bool) -> torch.Tensor:
-        flat, node, kind = self.flat, self.flat.nodes[name], self.flat.kinds[name]
-        batch = x.shape[0]
-        if kind in ("Identity", "Output"):
-            return x
-        if kind in ("Affine", "Linear"):
-            out = x @ torch.as_tensor(np.asarray(node.weight, dtype=np.float64)).T
-            if kind == "Affine" and with_bias:
-                out = out + torch.as_tensor(np.asarray(node.bias, dtype=np.float64))
-            return out
-        if kind == "Scale":
-            return x * torch.as_tensor(np.asarray(node.scale, dtype=np.float64))
-        if kind == "Flatten":
-            return x.reshape(batch, *flat.shapes[name])
-        in_shape = tuple(x.shape[1:])
-        if kind == "Conv2d":
-            stride, padding, dilation, groups, _ = conv_geometry(node, name, in_shape)
-            bias = None
-            if with_bias:
-                bias = torch.as_tensor(np.asarray(node.bias, dtype=np.float64)).expand(np.asarray(node.weight).shape[0])
-            weight = torch.as_tensor(np.asarray(node.weight, dtype=np.float64))
-            return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
-        kernel, stride, padding, _ = pool_geometry(node, name, in_shape)
-        area = kernel[0] * kernel[1] if kind == "SumPool2d" else 1
-        return F.avg_pool2d(x, kernel, stride, padding, count_include_pad=True) * area
+        key = (name, with_bias)
+        if key not in self.ops:
+            self.ops[key] = linear_op(self.flat, name, with_bias)
+        return self.ops[key](x)
 
     def response(self, target: str, feeds: dict[str, torch.Tensor], batch: int, with_bias: bool,
                  through_back_edges: bool) -> torch.Tensor:
@@ -292,30 +279,32 @@ def _conv_projection(flat: FlatGraph, source: str, target_shape: tuple, chain: l
 # --------------------------------------------------------------------------- populations
 
 
+SCALAR_PARAMETERS = {
+    "LIF": ("tau", "v_threshold"),
+    "IF": ("v_threshold",),
+    "LI": ("tau",),
+    "CubaLIF": ("tau_syn", "tau_mem", "v_threshold"),
+    "CubaLI": ("tau_syn", "tau_mem"),
+}
+"""Parameters that Lava's LIF holds once per process (per population)."""
+
+
 def _population(flat: FlatGraph, name: str, dt: float) -> Population:
+    """The population of neuron node ``name`` with its parameters in the general
+    form (:func:`slt_deploy.neuron.nir_neuron`); one du, dv and vth per population."""
     node, kind, shape = flat.nodes[name], flat.kinds[name], flat.shapes[name]
-    ones = np.ones(shape)
     if kind == "Input":
         return Population(name, kind, shape)
     reset = getattr(node, "v_reset", None)
     if reset is not None and np.any(np.asarray(reset) != 0):
         raise UserError(f"node '{name}' ({kind}) resets to v_reset != 0; Lava's LIF resets to 0")
-    if kind in ("LIF", "LI"):
-        dv = dt / _scalar(node.tau, name, "tau")
-        gain = dv * np.asarray(node.r, dtype=np.float64) * ones
-        bias = dv * np.asarray(node.v_leak, dtype=np.float64) * ones
-        vth = _scalar(node.v_threshold, name, "v_threshold") if kind == "LIF" else np.inf
-        return Population(name, kind, shape, du=1.0, dv=dv, vth=vth, bias=bias, gain=gain)
-    if kind == "IF":
-        gain = np.asarray(node.r, dtype=np.float64) * ones
-        return Population(name, kind, shape, du=1.0, dv=0.0, vth=_scalar(node.v_threshold, name, "v_threshold"),
-                          bias=np.zeros(shape), gain=gain)
-    du = dt / _scalar(node.tau_syn, name, "tau_syn")
-    dv = dt / _scalar(node.tau_mem, name, "tau_mem")
-    gain = dv * du * np.asarray(node.r, dtype=np.float64) * np.asarray(node.w_in, dtype=np.float64) * ones
-    bias = dv * np.asarray(node.v_leak, dtype=np.float64) * ones
-    vth = _scalar(node.v_threshold, name, "v_threshold") if kind == "CubaLIF" else np.inf
-    return Population(name, kind, shape, du=du, dv=dv, vth=vth, bias=bias, gain=gain)
+    for key in SCALAR_PARAMETERS[kind]:
+        _scalar(getattr(node, key), name, key)
+    p = nir_neuron(node, dt)
+    ones = np.ones(shape)
+    first = lambda value: float(np.ravel(value)[0])  # noqa: E731  (equal across the population, checked above)
+    return Population(name, kind, shape, du=first(p.du), dv=first(p.dv), vth=first(p.vth) if p.spiking else np.inf,
+                      bias=p.bias * ones, gain=p.gain * ones)
 
 
 def _scale_rows(projection: dict, gain: np.ndarray, target: str) -> None:

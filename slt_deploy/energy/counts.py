@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..simulate import samples_per_batch, simulate
+from ..simulate import samples_per_batch
 from ..deploy.plan import DeployPlan
 from ..deploy.synapses import fanout
 from ..core.errors import UserError
@@ -122,8 +122,8 @@ def count_operations(plan: DeployPlan, inputs: np.ndarray, spikes: dict[str, np.
 
 
 def run_synapse_counts(plan: DeployPlan, inputs: np.ndarray, run, fanouts=None):
-    """:func:`synapse_counts` of a finished run (a backend's ``Simulation`` or
-    a ``LavaResult``): the fused model's live counters, else counted from the
+    """:func:`synapse_counts` of a finished run (a
+    :class:`~slt_deploy.core.result.Simulation`): the fused model's live counters, else counted from the
     spikes it recorded."""
     if run.operations is not None:
         return run.operations[..., 0], run.operations[..., 1], run.spike_counts
@@ -131,17 +131,18 @@ def run_synapse_counts(plan: DeployPlan, inputs: np.ndarray, run, fanouts=None):
     return synapse_counts(plan, inputs, spiking, fanouts)
 
 
-def counted_run(graph, backend: str, inputs: np.ndarray, plan: DeployPlan, *, mac_once: bool = True,
-                progress=None):
+def counted_run(session, inputs: np.ndarray, *, mac_once: bool = True, progress=None):
     """Outputs [N, T, *out] and :class:`OperationCounts` of ``inputs``
-    [N, T, *shape] on ``backend`` (every sample at latency T).
+    [N, T, *shape] run through a :class:`~slt_deploy.simulate.Session`
+    (every sample at latency T).
 
     The fused Lava model counts live, in one run. The other backends record
     every spike, so they run in batches whose spikes fit in memory
     (:func:`~slt_deploy.simulate.samples_per_batch`): a VGGSNN records
     ~0.1 GB per sample at T = 10. ``progress(done)`` gets the samples done."""
+    plan = session.plan
     samples, steps = inputs.shape[:2]
-    live = backend == "lava-fused"
+    live = session.backend == "lava-fused"
     neurons = sum(p.size for p in plan.populations.values())
     size = samples if live else samples_per_batch(neurons, steps, record=True)
     fanouts = None if live else projection_fanouts(plan)
@@ -149,8 +150,7 @@ def counted_run(graph, backend: str, inputs: np.ndarray, plan: DeployPlan, *, ma
     for start in range(0, samples, size):
         x = inputs[start: start + size]
         report = None if progress is None else (lambda done, offset=start: progress(offset + done))
-        run = simulate(graph, backend, x, dt=plan.dt, input_kind=plan.input_kind, record_spikes=not live,
-                       progress=report)
+        run = session.run(x, progress=report)
         counts = run_synapse_counts(plan, x, run, fanouts)
         outputs.append(run.outputs)
         effective.append(counts[0])

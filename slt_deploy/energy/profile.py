@@ -24,12 +24,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..simulate import simulate
-from ..deploy.plan import DeployPlan, plan_deployment
+from ..core.errors import UserError
+from ..deploy.plan import DeployPlan
+from ..readout import accuracy_per_latency
+from ..simulate import session_for, simulate
 from .counts import OperationCounts, counted_run
 from .hardware import Hardware
-from ..core.errors import UserError
-from ..ir.nirfile import graph_dt
 
 NOISE_KINDS = ("gaussian", "dropout", "jitter")
 NOISE_SEED = 7
@@ -116,12 +116,6 @@ def noisy_streams(dataset, x: np.ndarray, encoding: str, noises: list[Noise]) ->
     return noisy
 
 
-def _accuracy_per_latency(outputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    flat = outputs.reshape(outputs.shape[0], outputs.shape[1], -1)
-    running = np.cumsum(flat, axis=1) / np.arange(1, flat.shape[1] + 1)[None, :, None]
-    return (running.argmax(-1) == labels[:, None]).mean(axis=0)
-
-
 def worst_case_step(counts: OperationCounts, plan: DeployPlan) -> dict[str, int]:
     """Operations of one step if every neuron (and input) fired: the reserve the controller keeps."""
     sop = sum(layer.synapses_effective for layer in counts.layers if layer.kind == "sop")
@@ -135,11 +129,12 @@ def profile_model(graph, inputs: np.ndarray, labels: np.ndarray, hardware: Hardw
                   mac_once: bool = True, noisy_inputs: dict[str, np.ndarray] | None = None,
                   progress=None) -> dict:
     """The per-latency profile of ``graph`` on encoded ``inputs`` [N, T, *shape]."""
-    step = graph_dt(graph, dt)
-    plan = plan_deployment(graph, step, input_kind or (graph.metadata or {}).get("input_kind"))
-    if not any(p.spiking for p in plan.neuron_populations):
-        raise UserError("the model has no spiking layer: there are no synaptic operations to count")
-    outputs, counts = counted_run(graph, backend, inputs, plan, mac_once=mac_once, progress=progress)
+    with session_for(graph, backend, inputs.shape[0], inputs.shape[1], dt=dt, input_kind=input_kind,
+                     record_spikes=backend != "lava-fused") as session:
+        plan = session.plan
+        if not any(p.spiking for p in plan.neuron_populations):
+            raise UserError("the model has no spiking layer: there are no synaptic operations to count")
+        outputs, counts = counted_run(session, inputs, mac_once=mac_once, progress=progress)
     T = inputs.shape[1]
     sop = counts.cumulative("sop")
     sop_structural = counts.cumulative("sop", "structural")
@@ -162,7 +157,7 @@ def profile_model(graph, inputs: np.ndarray, labels: np.ndarray, hardware: Hardw
                     + ("analog input layer as MACs, once per inference" if mac_once
                        else "analog input layer as MACs at every step"),
         "latency": list(range(1, T + 1)),
-        "accuracy": _accuracy_per_latency(outputs, labels).tolist(),
+        "accuracy": accuracy_per_latency(outputs, labels).tolist(),
         "sop": {"mean": sop.mean(0).tolist(), "std": sop.std(0).tolist(),
                 "structural_mean": sop_structural.mean(0).tolist()},
         "mac": {"mean": mac.mean(0).tolist(), "std": mac.std(0).tolist()},
@@ -180,8 +175,8 @@ def profile_model(graph, inputs: np.ndarray, labels: np.ndarray, hardware: Hardw
         "noise": {},
     }
     for label, noisy in (noisy_inputs or {}).items():
-        noisy_run = simulate(graph, backend, noisy, dt=step, input_kind=plan.input_kind)
-        profile["noise"][label] = {"accuracy": _accuracy_per_latency(noisy_run.outputs, labels).tolist()}
+        noisy_run = simulate(graph, backend, noisy, dt=plan.dt, input_kind=plan.input_kind)
+        profile["noise"][label] = {"accuracy": accuracy_per_latency(noisy_run.outputs, labels).tolist()}
     return profile
 
 

@@ -4,8 +4,8 @@ and the float64 reference interpreter."""
 
 from .export import export_model
 from .graph import FlatGraph, analyse
-from .nirfile import MAX_LATENCY, graph_dt, read_graph, write_graph
+from .nirfile import graph_dt, read_graph, write_graph
 from .reference import ReferenceNetwork
 
-__all__ = ["FlatGraph", "MAX_LATENCY", "ReferenceNetwork", "analyse", "export_model", "graph_dt", "read_graph",
+__all__ = ["FlatGraph", "ReferenceNetwork", "analyse", "export_model", "graph_dt", "read_graph",
            "write_graph"]

@@ -11,6 +11,7 @@ Shapes are unbatched (NIR convention): images are (C, H, W), vectors (N,).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -263,6 +264,77 @@ def pool_geometry(node, name: str, in_shape: tuple[int, ...]):
     if min(out) < 1:
         raise UserError(f"node '{name}' ({_kind(node)}): geometry gives an empty output from input {list(in_shape)}")
     return kernel, stride, padding, (in_shape[0], *out)
+
+
+# --------------------------------------------------------------------------- linear nodes
+
+
+def _tensor(value):
+    import torch
+
+    return torch.as_tensor(np.asarray(value, dtype=np.float64))
+
+
+def _identity(node, name, in_shape, out_shape, with_bias):
+    return lambda x: x
+
+
+def _affine(node, name, in_shape, out_shape, with_bias):
+    weight, bias = _tensor(node.weight), _tensor(node.bias)
+    return (lambda x: x @ weight.T + bias) if with_bias else (lambda x: x @ weight.T)
+
+
+def _linear(node, name, in_shape, out_shape, with_bias):
+    weight = _tensor(node.weight)
+    return lambda x: x @ weight.T
+
+
+def _scale(node, name, in_shape, out_shape, with_bias):
+    scale = _tensor(node.scale)
+    return lambda x: x * scale
+
+
+def _flatten(node, name, in_shape, out_shape, with_bias):
+    return lambda x: x.reshape(x.shape[0], *out_shape)
+
+
+def _conv2d(node, name, in_shape, out_shape, with_bias):
+    import torch.nn.functional as F
+
+    stride, padding, dilation, groups, _ = conv_geometry(node, name, in_shape)
+    weight = _tensor(node.weight)
+    bias = _tensor(node.bias).expand(weight.shape[0]) if with_bias else None
+    return lambda x: F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+
+def _pool(node, name, in_shape, out_shape, with_bias, summed: bool):
+    import torch.nn.functional as F
+
+    kernel, stride, padding, _ = pool_geometry(node, name, in_shape)
+    area = kernel[0] * kernel[1] if summed else 1
+    return lambda x: F.avg_pool2d(x, kernel, stride, padding, count_include_pad=True) * area
+
+
+@functools.lru_cache(maxsize=None)
+def _linear_handlers() -> dict:
+    import nir
+
+    return {
+        nir.Input: _identity, nir.Output: _identity, Identity: _identity,
+        nir.Affine: _affine, nir.Linear: _linear, nir.Scale: _scale, nir.Flatten: _flatten, nir.Conv2d: _conv2d,
+        nir.SumPool2d: functools.partial(_pool, summed=True), nir.AvgPool2d: functools.partial(_pool, summed=False),
+    }
+
+
+def linear_op(flat: FlatGraph, name: str, with_bias: bool = True):
+    """The linear (or pass-through) node ``name`` as a function of its summed
+    input, a float64 torch batch [B, *input_shape] -> [B, *output_shape];
+    ``with_bias=False`` leaves out Affine and Conv2d biases. One handler per
+    NIR node class; the reference interpreter and the lowering both use it."""
+    node = flat.nodes[name]
+    sources = [s for s in flat.sources(name) if (s, name) not in flat.back_edges] or flat.sources(name)
+    in_shape = flat.shapes[sources[0]] if sources else flat.shapes[name]
+    return _linear_handlers()[type(node)](node, name, in_shape, flat.shapes[name], with_bias)
 
 
 def neuron_shape(node, name: str) -> tuple[int, ...]:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import UserError
+from ..core.latency import check_latency
 from ..core.files import atomic_path, require_file
 
 MAX_ARRAY_BYTES = 400_000_000
@@ -38,8 +39,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-MAX_LATENCY = 10_000
-"""Most time steps per sample a graph's metadata (latency_T) may declare."""
 
 
 def _plain_metadata(path: Path, metadata: dict | None) -> dict:
@@ -59,10 +58,7 @@ def _plain_metadata(path: Path, metadata: dict | None) -> dict:
         plain[key] = value
     T = plain.get("latency_T")
     if T is not None:
-        if isinstance(T, bool) or not isinstance(T, (int, float)) or not 1 <= T <= MAX_LATENCY or T != int(T):
-            raise UserError(f"{path}: metadata latency_T must be a whole number of time steps in 1..{MAX_LATENCY}, "
-                            f"got {str(T)[:40]!r}")
-        plain["latency_T"] = int(T)
+        plain["latency_T"] = check_latency(T, f"{path}: metadata latency_T")
     return plain
 
 

@@ -3,7 +3,10 @@
 This is the ``torch`` backend of ``slt-deploy run`` and the reference the
 Lava backends are checked against. It interprets the NIR graph node by node
 (independently of the deployment stage, which fuses and re-times layers for
-Lava), with forward-Euler neurons of step ``dt``:
+Lava): linear nodes through the handlers of :func:`~slt_deploy.ir.graph.linear_op`,
+neuron nodes through the one step function :func:`slt_deploy.neuron.lif_step`
+with the parameters :func:`slt_deploy.neuron.nir_neuron` maps them to
+(forward Euler with step ``dt``; per-neuron parameters and any v_reset kept):
 
 * LIF:      v <- v + dt/tau (v_leak - v + r I);  z = v > v_threshold;  v <- v_reset where z
 * IF:       v <- v + r I  (per step, independent of dt, as sinabs writes and norse reads it)
@@ -16,31 +19,35 @@ written by slt-deploy keep r = 1, so both agree.) Each step, nodes run in
 NIR order; fan-in sums; back edges carry the previous step's value.
 
 Inputs are [samples, steps, *input_shape] in the graph's own step order;
-outputs [samples, steps, *output_shape]; ``record`` holds every neuron
-node's output (spikes, or v for LI/CubaLI) as [samples, steps, *shape].
+the result's outputs [samples, steps, *output_shape] and, when recorded,
+``spikes`` every neuron node's output (spikes, or v for LI/CubaLI) as
+[samples, steps, *shape].
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import fields
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..core.errors import UserError
-from .graph import FlatGraph, analyse, conv_geometry, pool_geometry
+from ..core.result import Simulation
+from ..neuron import NeuronParameters, lif_step, nir_neuron
+from .graph import NEURON_TYPES, FlatGraph, analyse, linear_op
 
 
-def _t(value, shape=None) -> torch.Tensor:
-    tensor = torch.as_tensor(np.asarray(value, dtype=np.float64))
-    return tensor if shape is None else tensor.expand(shape).clone()
+def _neuron_update(p: NeuronParameters, shape: tuple[int, ...]):
+    """update(current, (i, v)) -> (output, (i, v)) of a neuron node: its spikes, or v when it does not spike."""
+    spiking = p.spiking
+    p = NeuronParameters(**{f.name: torch.as_tensor(np.asarray(getattr(p, f.name), dtype=np.float64)).expand(shape)
+                            for f in fields(NeuronParameters)})
 
+    def update(current, state):
+        spikes, state = lif_step(p.gain * current, state, p)
+        return (spikes if spiking else state[1]), state
 
-@dataclass
-class Simulation:
-    outputs: torch.Tensor
-    record: dict[str, torch.Tensor]
+    return update
 
 
 class ReferenceNetwork:
@@ -49,93 +56,15 @@ class ReferenceNetwork:
     def __init__(self, graph, dt: float):
         self.flat: FlatGraph = analyse(graph)
         self.dt = float(dt)
-        self.ops = {name: self._compile(name) for name in self.flat.order}
-
-    def _compile(self, name: str):
         flat = self.flat
-        node, kind = flat.nodes[name], flat.kinds[name]
-        shape = flat.shapes[name]
-        in_shape = None
-        sources = [s for s in flat.sources(name) if (s, name) not in flat.back_edges]
-        if sources:
-            in_shape = flat.shapes[sources[0]]
-        dt = self.dt
-        if kind in ("Input", "Output", "Identity"):
-            return None
-        if kind == "Affine":
-            weight, bias = _t(node.weight), _t(node.bias)
-            return lambda x: x @ weight.T + bias
-        if kind == "Linear":
-            weight = _t(node.weight)
-            return lambda x: x @ weight.T
-        if kind == "Scale":
-            scale = _t(node.scale)
-            return lambda x: x * scale
-        if kind == "Flatten":
-            return lambda x: x.reshape(x.shape[0], *shape)
-        if kind == "Conv2d":
-            stride, padding, dilation, groups, _ = conv_geometry(node, name, in_shape)
-            weight, bias = _t(node.weight), _t(node.bias)
-            bias = bias if bias.dim() else bias.expand(weight.shape[0])
-            return lambda x: F.conv2d(x, weight, bias, stride, padding, dilation, groups)
-        if kind in ("SumPool2d", "AvgPool2d"):
-            kernel, stride, padding, _ = pool_geometry(node, name, in_shape)
-            area = kernel[0] * kernel[1] if kind == "SumPool2d" else 1
-            return lambda x: F.avg_pool2d(x, kernel, stride, padding, count_include_pad=True) * area
-        # neurons: (update(current, state) -> (output, state), initial state)
-        if kind == "LIF":
-            k, r, leak = _t(dt / np.asarray(node.tau, dtype=np.float64), shape), _t(node.r, shape), _t(node.v_leak, shape)
-            threshold, reset = _t(node.v_threshold, shape), _t(node.v_reset, shape)
-
-            def lif(current, v):
-                v = v + k * (leak - v + r * current)
-                z = (v > threshold).double()
-                return z, torch.where(z > 0, reset, v)
-
-            return lif
-        if kind == "IF":
-            r, threshold, reset = _t(node.r, shape), _t(node.v_threshold, shape), _t(node.v_reset, shape)
-
-            def integrate_and_fire(current, v):
-                v = v + r * current
-                z = (v > threshold).double()
-                return z, torch.where(z > 0, reset, v)
-
-            return integrate_and_fire
-        if kind == "LI":
-            k, r, leak = _t(dt / np.asarray(node.tau, dtype=np.float64), shape), _t(node.r, shape), _t(node.v_leak, shape)
-            return lambda current, v: (v + k * (leak - v + r * current),) * 2
-        if kind in ("CubaLIF", "CubaLI"):
-            k_syn = _t(dt / np.asarray(node.tau_syn, dtype=np.float64), shape)
-            k_mem = _t(dt / np.asarray(node.tau_mem, dtype=np.float64), shape)
-            r, leak, w_in = _t(node.r, shape), _t(node.v_leak, shape), _t(node.w_in, shape)
-            spiking = kind == "CubaLIF"
-            if spiking:
-                threshold = _t(node.v_threshold, shape)
-                reset = _t(getattr(node, "v_reset", None) if getattr(node, "v_reset", None) is not None else 0.0, shape)
-
-            def cuba(current, state):
-                i, v = state
-                i = i + k_syn * (w_in * current - i)
-                v = v + k_mem * (leak - v + r * i)
-                if not spiking:
-                    return v, (i, v)
-                z = (v > threshold).double()
-                return z, (i, torch.where(z > 0, reset, v))
-
-            return cuba
-        raise UserError(f"node '{name}' ({kind}) has no reference semantics")
+        self.neurons = {name: _neuron_update(nir_neuron(flat.nodes[name], self.dt), flat.shapes[name])
+                        for name in flat.order if flat.kinds[name] in NEURON_TYPES}
+        self.linear = {name: linear_op(flat, name) for name in flat.order if name not in self.neurons}
 
     def initial_state(self, samples: int) -> dict:
-        state = {}
-        for name in self.flat.order:
-            kind = self.flat.kinds[name]
-            zeros = torch.zeros(samples, *self.flat.shapes[name], dtype=torch.float64)
-            if kind in ("CubaLIF", "CubaLI"):
-                state[name] = (zeros, zeros.clone())
-            elif kind in ("LIF", "IF", "LI"):
-                state[name] = zeros
-        return state
+        """(current, voltage) of every neuron node, zero."""
+        return {name: (torch.zeros(samples, *self.flat.shapes[name], dtype=torch.float64),) * 2
+                for name in self.neurons}
 
     @torch.no_grad()
     def run(self, inputs, record: bool = True) -> Simulation:
@@ -149,7 +78,7 @@ class ReferenceNetwork:
         samples, steps = x.shape[:2]
         state = self.initial_state(samples)
         previous = {name: torch.zeros(samples, *flat.shapes[name], dtype=torch.float64) for name in flat.order}
-        outputs, records = [], {n: [] for n in flat.order if flat.kinds[n] in ("LIF", "IF", "LI", "CubaLIF", "CubaLI")}
+        outputs, records = [], {name: [] for name in self.neurons}
         for step in range(steps):
             values: dict[str, torch.Tensor] = {}
             for name in flat.order:
@@ -160,16 +89,15 @@ class ReferenceNetwork:
                 for source in flat.sources(name):
                     value = previous[source] if (source, name) in flat.back_edges else values[source]
                     total = value if total is None else total + value
-                op = self.ops[name]
-                if name in state:
-                    values[name], state[name] = op(total, state[name])
+                if name in self.neurons:
+                    values[name], state[name] = self.neurons[name](total, state[name])
                     if record:
                         records[name].append(values[name])
                 else:
-                    values[name] = total if op is None else op(total)
+                    values[name] = self.linear[name](total)
             outputs.append(values[flat.output_name])
             previous = values
         return Simulation(
-            outputs=torch.stack(outputs, 1),
-            record={name: torch.stack(v, 1) for name, v in records.items()} if record else {},
+            outputs=torch.stack(outputs, 1).numpy(),
+            spikes={name: torch.stack(v, 1).numpy() for name, v in records.items()} if record else {},
         )

@@ -31,14 +31,16 @@ Every Lava call runs under a watchdog (:mod:`slt_deploy.lava.watchdog`);
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
 
 from ..deploy.plan import DeployPlan
 from ..core.errors import UserError
+from ..core.result import Simulation
+from ..core.latency import check_latencies, check_latency
 from ..core.compat import import_lava
+from ..neuron import lif_step
 from .process import (CANONICAL_FLOAT_MODELS, DeployedNetwork, build_per_layer, fused_buffer_shapes,
                       recorded_populations)
 from .shared import SharedArrays
@@ -46,21 +48,7 @@ from .watchdog import WatchedRuntime, default_step_seconds
 
 LAVA_MODES = ("float", "fixed", "loihi2", "fused")
 
-__all__ = ["LavaNetwork", "LavaResult", "run_config", "LAVA_MODES"]
-
-
-@dataclass
-class LavaResult:
-    """outputs: [N, T, *output_shape]; spikes: population -> [N, T, *shape]
-    (logical steps; pipeline delays removed; steps beyond a sample's latency
-    are zero). The fused model also counts, live: operations [N, T,
-    projections, 2] (synapses driven: effective, structural) and spike_counts
-    {population: [N, T]}."""
-
-    outputs: np.ndarray
-    spikes: dict[str, np.ndarray]
-    operations: np.ndarray | None = None
-    spike_counts: dict[str, np.ndarray] | None = None
+__all__ = ["LavaNetwork", "run_config", "LAVA_MODES"]
 
 
 def run_config(mode: str):
@@ -95,7 +83,7 @@ class LavaNetwork(WatchedRuntime):
     """A deployment plan on Lava. ``run`` feeds samples with per-sample latencies.
 
     ``mode``: float | fixed | loihi2 (the per-layer graph) | fused (one
-    process). ``quantized`` (a :class:`~slt_deploy.lava.quantise.QuantizedPlan`)
+    process). ``quantised`` (a :class:`~slt_deploy.lava.quantise.QuantisedPlan`)
     is required for fixed point. ``capacity``: samples per lane per Lava run;
     ``lanes``: samples side by side (fused only). ``inspect=True`` builds the
     per-layer graph without the enclosing process, so that its processes
@@ -109,17 +97,16 @@ class LavaNetwork(WatchedRuntime):
     :class:`~slt_deploy.core.errors.RunFailure` raised."""
 
     def __init__(self, plan: DeployPlan, max_latency: int, mode: str = "float", capacity: int = 16,
-                 record_spikes: bool = True, quantized=None, lanes: int = 1, inspect: bool = False,
+                 record_spikes: bool = True, quantised=None, lanes: int = 1, inspect: bool = False,
                  step_seconds: float | None = None, startup_seconds: float = 120.0,
                  round_trip_seconds: float = 30.0):
-        if max_latency < 1:
-            raise UserError(f"latency must be >= 1 time step, got {max_latency}")
-        if mode in ("fixed", "loihi2") and quantized is None:
-            raise ValueError("fixed-point modes need a quantized plan")
+        max_latency = check_latency(max_latency)
+        if mode in ("fixed", "loihi2") and quantised is None:
+            raise ValueError("fixed-point modes need a quantised plan")
         if mode != "fused" and lanes != 1:
             raise ValueError("only the fused model runs several lanes")
         import_lava()
-        self.plan, self.mode, self.quantized = plan, mode, quantized
+        self.plan, self.mode, self.quantised = plan, mode, quantised
         self.max_latency = int(max_latency)
         depth = max([plan.output_depth] + [p.depth for p in plan.populations.values()])
         self.period = self.max_latency + depth
@@ -148,7 +135,7 @@ class LavaNetwork(WatchedRuntime):
             if mode == "fused":
                 raise ValueError("inspect builds the per-layer graph")
             holder = SimpleNamespace()
-            graph = build_per_layer(plan, self.period, self.capacity, quantized, holder)
+            graph = build_per_layer(plan, self.period, self.capacity, quantised, holder)
             self.neurons = graph.neurons
             self.anchor = graph.source
             self.frames, self.outputs = graph.source.data, graph.output_sink.data
@@ -160,14 +147,14 @@ class LavaNetwork(WatchedRuntime):
                                             exception_proc_model_map=dict(CANONICAL_FLOAT_MODELS))
         else:
             self.anchor = DeployedNetwork(plan=plan, period=self.period, capacity=self.capacity, lanes=self.lanes,
-                                          record_spikes=True, quantized=quantized)
+                                          record_spikes=True, quantised=quantised)
             self.neurons = {}
             self.frames, self.outputs = self.anchor.frames, self.anchor.outputs
             self._spike_vars = self._deployed_spike_vars
 
     # ------------------------------------------------------------------ run
 
-    def run(self, inputs, latencies=None, progress=None) -> LavaResult:
+    def run(self, inputs, latencies=None, progress=None) -> Simulation:
         """Run samples [N, steps, *input_shape] (steps <= max latency) with
         per-sample ``latencies`` (default: all steps). ``progress(done)`` is
         called after every Lava run with the number of samples done."""
@@ -181,9 +168,7 @@ class LavaNetwork(WatchedRuntime):
         samples, steps = x.shape[:2]
         if steps > self.max_latency:
             raise UserError(f"{steps} steps exceed the network's maximum latency {self.max_latency}")
-        latencies = np.full(samples, steps) if latencies is None else np.asarray(latencies, dtype=int)
-        if latencies.shape != (samples,) or latencies.min(initial=1) < 1 or latencies.max(initial=1) > steps:
-            raise UserError(f"latencies must be {samples} integers in 1..{steps}")
+        latencies = check_latencies(latencies, samples, steps)
         outputs = np.zeros((samples, self.max_latency, *plan.output_shape))
         spikes = {p.name: np.zeros((samples, self.max_latency, *p.shape)) for p in self.recorded} \
             if self.want_spikes else {}
@@ -200,8 +185,8 @@ class LavaNetwork(WatchedRuntime):
             if progress is not None:
                 progress(chunk.stop)
         if counters is None:
-            return LavaResult(outputs, spikes)
-        return LavaResult(outputs, spikes, counters[0], counters[1])
+            return Simulation(outputs, spikes, plan=plan)
+        return Simulation(outputs, spikes, counters[0], counters[1], plan=plan)
 
     def _slots(self, count: int):
         """(lane, slot) of the k-th sample of a run: lanes first, then ring slots."""
@@ -210,8 +195,8 @@ class LavaNetwork(WatchedRuntime):
     def _frames(self, x: np.ndarray, latencies: np.ndarray) -> np.ndarray:
         data = np.zeros((self.lanes, int(np.prod(x.shape[2:])), self.buffer))
         frames = x.reshape(x.shape[0], x.shape[1], -1)
-        if self.quantized is not None:
-            frames = self.quantized.input_frames(frames)
+        if self.quantised is not None:
+            frames = self.quantised.input_frames(frames)
         offset = self.steps_run % self.buffer
         for k, ((lane, slot), t) in enumerate(zip(self._slots(len(latencies)), latencies)):
             columns = (offset + slot * self.period + np.arange(t)) % self.buffer
@@ -248,8 +233,8 @@ class LavaNetwork(WatchedRuntime):
             if self.host_output:
                 values = self._integrate_output(values)
             else:
-                if self.quantized is not None:
-                    values = self.quantized.output_values(values)
+                if self.quantised is not None:
+                    values = self.quantised.output_values(values)
                 if plan.output_population is None:
                     values = values + plan.output_bias.ravel()
             values = values.reshape(self.max_latency, *plan.output_shape)
@@ -308,16 +293,13 @@ class LavaNetwork(WatchedRuntime):
 
     def _integrate_output(self, current: np.ndarray) -> np.ndarray:
         population = self.plan.populations[self.plan.output_population]
-        if self.quantized is not None:
-            current = self.quantized.output_values(current)
-        u = np.zeros(current.shape[1])
-        v = np.zeros(current.shape[1])
+        if self.quantised is not None:
+            current = self.quantised.output_values(current)
+        state = (np.zeros(current.shape[1]), np.zeros(current.shape[1]))
         values = np.zeros_like(current)
-        bias = population.bias.ravel()
         for step, a_in in enumerate(current):
-            u = u * (1 - population.du) + a_in
-            v = v * (1 - population.dv) + u + bias
-            values[step] = v
+            _, state = lif_step(a_in, state, population.neuron)
+            values[step] = state[1]
         return values
 
     def _runtime(self):

@@ -67,16 +67,17 @@ import torch
 
 from ..deploy.plan import DeployPlan, Population, Projection
 from ..core.errors import UserError
+from ..core.result import Simulation
+from ..core.latency import check_latencies, check_latency
 from ..core.files import atomic_path
 from ..core.compat import import_lava
+from ..neuron import DECAY_UNITY, lif_step, netx_neuron_params
 from .watchdog import WatchedRuntime, default_step_seconds
 
 WEIGHT_MANT_MAX = 254
 """Largest |8-bit mantissa| slayer's ``quantize_8bit`` keeps for both signs (it clips to [-256, 254])."""
 STATE_SHIFT = 6
 """slayer's state scale is ``scale << 6``; Lava shifts activations and threshold by 6 bits."""
-DECAY_UNITY = 4096
-"""Decays are 12-bit fractions of 4096 (slayer's ``p_scale``)."""
 V_LIMIT = 2**23 - 1
 """Lava's fixed-point voltage saturates at 24 bits (signed)."""
 
@@ -171,13 +172,13 @@ def _check_range(name: str, row_sum: float, bias: float, dv: float, scale: int, 
                         f"(slayer scale {scale})")
 
 
-def _neuron_params(population: Population | None, scale: int, readout: bool = False) -> dict:
+def _neuron_params(population: Population | None, scale: int) -> dict:
+    """slayer CUBA parameters of a block (:func:`slt_deploy.neuron.netx_neuron_params`); None: the readout."""
+    if population is None:
+        return netx_neuron_params(None, scale)
     from lava.lib.dl import slayer
 
-    if readout:  # non-spiking perfect integrator
-        return dict(threshold=1.0, current_decay=1.0, voltage_decay=0.0, scale=scale)
-    return dict(threshold=population.vth, current_decay=population.du, voltage_decay=population.dv,
-                scale=scale, norm=slayer.neuron.norm.MeanOnlyBatchNorm)
+    return netx_neuron_params(population.neuron, scale, norm=slayer.neuron.norm.MeanOnlyBatchNorm)
 
 
 class SlayerChain(torch.nn.Module):
@@ -256,7 +257,7 @@ def slayer_chain(plan: DeployPlan, max_latency: int) -> tuple[SlayerChain, list[
     worst = max(max_latency * _row_abs_sum(readout), 1e-12)  # |readout voltage| bound, float units
     scale = min(_power_of_two_scale(np.abs(readout.weight).max()),
                 2 ** math.floor(math.log2(V_LIMIT / (worst * 2**STATE_SHIFT))))
-    block = slayer.block.cuba.Affine(_neuron_params(None, scale, readout=True), n_in, n_out)
+    block = slayer.block.cuba.Affine(_neuron_params(None, scale), n_in, n_out)
     block.synapse.weight.data = torch.tensor(readout.weight, dtype=torch.float32).reshape(n_out, n_in, 1, 1, 1)
     blocks.append(block)
     scales.append(scale)
@@ -273,8 +274,7 @@ def netx_network_for(plan: DeployPlan, path: str | os.PathLike, max_latency: int
     network description to ``path`` and loads it with
     ``lava.lib.dl.netx.hdf5.Network`` (LIFReset every ``max_latency + blocks``
     steps). Returns (netx network, :class:`NetxIO`)."""
-    if max_latency < 1:
-        raise UserError(f"latency must be >= 1 time step, got {max_latency}")
+    max_latency = check_latency(max_latency)
     network, scales, readout_scale, quantised = slayer_chain(plan, max_latency)
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -309,16 +309,14 @@ def chain_forward(plan: DeployPlan, inputs: np.ndarray) -> np.ndarray:
     x = torch.as_tensor(np.asarray(inputs, dtype=np.float64))
     samples, steps = x.shape[:2]
     state = {p.target: (torch.zeros(samples, *p.target_shape, dtype=torch.float64),) * 2 for p in chain[:-1]}
+    neurons = {p.target: replace(plan.populations[p.target].neuron, bias=torch.as_tensor(plan.populations[p.target].bias))
+               for p in chain[:-1]}
     outputs = []
     for step in range(steps):
         value = x[:, step]
         for projection in chain[:-1]:
-            population = plan.populations[projection.target]
-            u, v = state[projection.target]
-            u = u * (1 - population.du) + projection.apply(value)
-            v = v * (1 - population.dv) + u + torch.as_tensor(population.bias)
-            value = (v > population.vth).double()
-            state[projection.target] = (u, torch.where(value > 0, 0.0, v))
+            value, state[projection.target] = lif_step(projection.apply(value), state[projection.target],
+                                                       neurons[projection.target])
         outputs.append(chain[-1].apply(value) + torch.as_tensor(plan.output_bias))
     return torch.stack(outputs, 1).numpy()
 
@@ -397,7 +395,7 @@ class NetxRunner(WatchedRuntime):
         self.steps_run = 0
         self.started = self.closed = False
 
-    def run(self, inputs, latencies=None) -> np.ndarray:
+    def run(self, inputs, latencies=None) -> Simulation:
         """Outputs [N, max_latency, classes] (float, per logical step, zero
         after each sample's latency) of spikes [N, steps, *input_shape]."""
         if self.closed:
@@ -410,9 +408,7 @@ class NetxRunner(WatchedRuntime):
         samples, steps = x.shape[:2]
         if steps > io.max_latency:
             raise UserError(f"{steps} steps exceed the network's maximum latency {io.max_latency}")
-        latencies = np.full(samples, steps) if latencies is None else np.asarray(latencies, dtype=int)
-        if latencies.shape != (samples,) or latencies.min(initial=1) < 1 or latencies.max(initial=1) > steps:
-            raise UserError(f"latencies must be {samples} integers in 1..{steps}")
+        latencies = check_latencies(latencies, samples, steps)
         if self.lifetime is not None and self.steps_run + samples * io.period > self.lifetime * io.period:
             raise UserError(f"this netx runner's Monitor holds {self.lifetime} samples; "
                             f"{self.steps_run // io.period} already ran")
@@ -420,7 +416,7 @@ class NetxRunner(WatchedRuntime):
         for start in range(0, samples, self.capacity):
             chunk = slice(start, min(samples, start + self.capacity))
             outputs[chunk] = self._run_chunk(x[chunk], latencies[chunk])
-        return outputs
+        return Simulation(outputs, plan=io.quantised)
 
     def _run_chunk(self, x: np.ndarray, latencies: np.ndarray) -> np.ndarray:
         from lava.magma.core.run_conditions import RunSteps
@@ -482,9 +478,9 @@ class NetxRunner(WatchedRuntime):
 
 
 def run_netx(plan: DeployPlan, inputs, latencies=None, path: str | os.PathLike | None = None,
-             max_latency: int = 8) -> np.ndarray:
+             max_latency: int = 8) -> Simulation:
     """Build the netx network of ``plan``, run ``inputs`` [N, steps, *shape]
-    through it on Lava fixed point, stop it, and return outputs [N, max_latency, classes]."""
+    through it on Lava fixed point, stop it, and return the run (outputs [N, max_latency, classes])."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:

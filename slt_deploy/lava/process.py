@@ -49,6 +49,7 @@ import numpy as np
 from ..deploy.plan import DeployPlan, Population, Projection
 from ..deploy.synapses import ConvKernel, dense_current, dense_of, fanout
 from ..core.compat import import_lava
+from ..neuron import lif_step
 
 import_lava()
 
@@ -112,14 +113,14 @@ class DeployedNetwork(AbstractProcess):
 
     plan: the :class:`~slt_deploy.deploy.plan.DeployPlan`; period: Lava steps per
     sample (T + pipeline depth); capacity: samples per lane in the ring;
-    lanes: samples side by side (fused behaviour only); quantized: integer
+    lanes: samples side by side (fused behaviour only); quantised: integer
     parameters for fixed point (per-layer behaviour only)."""
 
     def __init__(self, *, plan: DeployPlan, period: int, capacity: int, lanes: int = 1,
-                 record_spikes: bool = True, quantized=None, fused: bool = False, buffers: dict | None = None,
+                 record_spikes: bool = True, quantised=None, fused: bool = False, buffers: dict | None = None,
                  name: str | None = None):
         super().__init__(plan=plan, period=period, capacity=capacity, lanes=lanes, record_spikes=record_spikes,
-                         quantized=quantized, buffers=buffers, name=name)
+                         quantised=quantised, buffers=buffers, name=name)
         ring = capacity * period
         inputs = int(np.prod(plan.populations[plan.input_name].shape))
         if fused:  # the data lives in shared memory (see fused_buffer_shapes); the Vars mark the interface
@@ -212,7 +213,7 @@ class PerLayerGraph:
     output_sink: AbstractProcess
 
 
-def build_per_layer(plan: DeployPlan, period: int, capacity: int, quantized, owner,
+def build_per_layer(plan: DeployPlan, period: int, capacity: int, quantised, owner,
                     frames: np.ndarray | None = None) -> PerLayerGraph:
     """Create and connect the per-layer Lava graph of ``plan``; every process
     is also set as an attribute of ``owner`` (Lava finds a SubProcessModel's
@@ -231,8 +232,8 @@ def build_per_layer(plan: DeployPlan, period: int, capacity: int, quantized, own
     neurons, spike_sinks = {}, {}
     recurrent = recurrent_targets(plan)
     for index, population in enumerate(recorded_populations(plan)):
-        if quantized is not None:
-            parameters = quantized.population_parameters(population.name)
+        if quantised is not None:
+            parameters = quantised.population_parameters(population.name)
         else:
             parameters = dict(du=population.du, dv=population.dv, vth=population.vth,
                               bias_mant=population.bias.ravel().astype(np.float64), bias_exp=0)
@@ -252,7 +253,7 @@ def build_per_layer(plan: DeployPlan, period: int, capacity: int, quantized, own
         neurons[plan.output_population].s_out.connect(output_sink.a_in)
     recorded_targets = {plan.output_name} | ({plan.output_population} if _host_output(plan) else set())
     for index, projection in enumerate(plan.projections):
-        synapse = _synapse(plan, projection, quantized)
+        synapse = _synapse(plan, projection, quantised)
         setattr(owner, f"synapse_{index}", synapse)
         port = ports[projection.source]
         if projection.kind == "conv" and projection.delay == 0:
@@ -270,9 +271,9 @@ def build_per_layer(plan: DeployPlan, period: int, capacity: int, quantized, own
     return PerLayerGraph(source, neurons, spike_sinks, output_sink)
 
 
-def _synapse(plan: DeployPlan, projection: Projection, quantized):
+def _synapse(plan: DeployPlan, projection: Projection, quantised):
     graded = 24 if plan.populations[projection.source].is_input else 0
-    weights, extra = (None, {}) if quantized is None else quantized.projection_weights(projection)
+    weights, extra = (None, {}) if quantised is None else quantised.projection_weights(projection)
     if projection.kind == "conv" and projection.delay == 0:
         c, h, w = projection.conv_input_shape
         return Conv(weight=lava_conv_weight(projection.weight if weights is None else weights),
@@ -296,7 +297,7 @@ class PerLayerModel(AbstractSubProcessModel):
         if params["lanes"] != 1 or not params["record_spikes"]:
             raise ValueError("the per-layer graph runs one sample at a time and records spikes (lanes = 1)")
         # the sub-graph is built when Lava compiles: the parent's Var holds the first input
-        graph = build_per_layer(params["plan"], params["period"], params["capacity"], params["quantized"], self,
+        graph = build_per_layer(params["plan"], params["period"], params["capacity"], params["quantised"], self,
                                 frames=np.asarray(proc.vars.frames.init))
         proc.vars.frames.alias(graph.source.vars.data)
         proc.vars.outputs.alias(graph.output_sink.vars.data)
@@ -406,6 +407,7 @@ class FusedSimulator:
         self.populations = recorded_populations(plan)
         self.host = plan.output_population if _host_output(plan) else None
         self.state = {p.name: (np.zeros((lanes, p.size)), np.zeros((lanes, p.size))) for p in self.populations}
+        self.neurons = {p.name: p.neuron for p in self.populations}
         self.outputs_of = {p.name: np.zeros((lanes, p.size)) for p in self.populations}
         self.kernels = [ConvKernel.of(p) if p.kind == "conv" and p.delay == 0 else dense_of(p)
                         for p in plan.projections]
@@ -429,18 +431,14 @@ class FusedSimulator:
             for projection, current in zip(plan.projections, delivered):
                 if projection.target == population.name:
                     a_in = a_in + current
-            u, v = self.state[population.name]
+            state = self.state[population.name]
             if n % self.period == (1 + population.depth) % self.period:
-                u, v = u * 0, v * 0
-            u = u * (1 - population.du)
-            u = u + a_in
-            v = v * (1 - population.dv) + u + population.bias.ravel()
-            fired = v > population.vth
+                state = (state[0] * 0, state[1] * 0)
+            fired, self.state[population.name] = lif_step(a_in, state, self.neurons[population.name])
             if population.name in self.recurrent and silent_before_reset(n, self.period, 1 + population.depth):
-                fired = np.zeros_like(fired)  # as RecurrentLIFReset
-            v = np.where(fired, 0.0, v)
-            self.state[population.name] = (u, v)
-            self.outputs_of[population.name] = fired.astype(np.float64)
+                # as RecurrentLIFReset; its v is zeroed by the reset at the next step either way
+                fired = np.zeros_like(fired)
+            self.outputs_of[population.name] = fired
         recorded = np.zeros((self.lanes, outputs.shape[1]))
         if plan.output_population is not None and self.host is None:
             recorded = recorded + self.outputs_of[plan.output_population]
@@ -491,7 +489,7 @@ class PyFusedModel(PyLoihiProcessModel):
         from .shared import attach
 
         super().__init__(proc_params)
-        if proc_params["quantized"] is not None:
+        if proc_params["quantised"] is not None:
             raise ValueError("the fused model is floating point")
         self.simulator = FusedSimulator(proc_params["plan"], proc_params["period"], proc_params["lanes"],
                                         proc_params["record_spikes"])

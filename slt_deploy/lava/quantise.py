@@ -34,14 +34,13 @@ import numpy as np
 
 from ..deploy.plan import DeployPlan, Projection
 from ..core.errors import UserError
+from ..neuron import ACT_SHIFT, fixed_decays
 from ..deploy.synapses import dense_of
 
 U_BITS = 24
 VTH_MAX = 2**17 - 1
 BIAS_MANT_MAX = 2**12 - 1
 BIAS_EXP_MAX = 7
-ACT_SHIFT = 6
-DECAY_UNITY = 4096
 INPUT_LEVELS = 255
 
 
@@ -67,19 +66,6 @@ class PopulationQuantisation:
     bias_mant: np.ndarray
     bias_exp: np.ndarray
     errors: dict = field(default_factory=dict)
-
-
-def _decay_du(du: float) -> tuple[int, float]:
-    """Lava's current decay factor is (4096 - (du + 1)) / 4096."""
-    keep = round((1.0 - du) * DECAY_UNITY)
-    value = int(np.clip(DECAY_UNITY - 1 - keep, 0, DECAY_UNITY - 1))
-    return value, abs((DECAY_UNITY - value - 1) / DECAY_UNITY - (1.0 - du))
-
-
-def _decay_dv(dv: float) -> tuple[int, float]:
-    """Lava's voltage decay factor is (4096 - dv) / 4096, dv <= 4095."""
-    value = int(np.clip(round(dv * DECAY_UNITY), 0, DECAY_UNITY - 1))
-    return value, abs((DECAY_UNITY - value) / DECAY_UNITY - (1.0 - dv))
 
 
 def _quantise_bias(bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +100,7 @@ def _quantise_weights(values: np.ndarray, conv: bool) -> tuple[np.ndarray, int, 
     return mantissa, exponent, sign_mode, effective
 
 
-class QuantizedPlan:
+class QuantisedPlan:
     """Integer parameters of every population and projection of a plan."""
 
     def __init__(self, plan: DeployPlan, input_range: float = 1.0):
@@ -164,8 +150,7 @@ class QuantizedPlan:
         reach = worst_input + np.abs(bias).max(initial=0) + (population.vth if np.isfinite(population.vth) else 0)
         bounds.append((2 ** (U_BITS - 1) - 1) / max(reach, 1e-12))
         scale = 2.0 ** math.floor(math.log2(min(bounds)))
-        du, du_error = _decay_du(population.du)
-        dv, dv_error = _decay_dv(population.dv)
+        du, dv, du_error, dv_error = fixed_decays(population.du, population.dv)
         vth = int(round(population.vth * scale / 2**ACT_SHIFT)) if np.isfinite(population.vth) else VTH_MAX
         if np.isfinite(population.vth) and vth < 1:
             raise UserError(f"population '{population.name}': threshold {population.vth} is too small for 17 bits")

@@ -96,28 +96,19 @@ from torch import nn
 
 from ..core.errors import UserError
 from ..core.compat import import_lava
-from ..neuron import LIFParameters
+from ..neuron import SLAYER_SCALE, LIFParameters, slayer_neuron_params
 from .zoo import AvgPool, Flatten, Recipe, parse_layer
 
 FRAMEWORKS = ("norse", "lava-dl")
 """Training frameworks: norse's LIF-box (the model zoo) and lava-dl slayer (this module)."""
-SCALE = 1 << 6
-"""slayer's neuron ``scale`` S (its default): weights are quantised to a step of
-2/S in [-256, 254]/S (8-bit even mantissas W * S); states live on a grid of
-1/(S << 6); the threshold mantissa is theta * S."""
-DECAY_UNITY = 1 << 12
-"""slayer stores decays in 1/4096 (``p_scale``)."""
+SCALE = SLAYER_SCALE
+"""slayer's neuron ``scale`` S (:data:`slt_deploy.neuron.SLAYER_SCALE`)."""
 WEIGHT_SCALE = 4
 """Initialisation gain of every synapse: slayer's ``weight_scale`` times the
 default U(-1/sqrt(fan_in), 1/sqrt(fan_in)). Without tdBN's variance
 normalisation the currents would otherwise start far below theta (measured on
 digits-mlp, 3 epochs: gain 1 never spikes and stays at chance, 2 and 8 learn
 slower than 4)."""
-TAU_RHO_MULT = 100
-SCALE_RHO_MULT = 0.1
-"""slayer's fixed multipliers of ``tau_grad`` and ``scale_grad`` (neuron/cuba.py)."""
-
-
 def _slayer():
     import_lava(with_dl=True)
     from lava.lib.dl import slayer
@@ -131,29 +122,16 @@ def check_framework(framework: str) -> None:
 
 
 def neuron_params(p: LIFParameters, norm_features: int | None = None) -> dict:
-    """slayer CUBA neuron parameters of the contract's neuron ``p`` (see the
-    module docstring); ``norm_features``: channels of its MeanOnlyBatchNorm
-    (None: no norm, for the readout)."""
-    if abs(p.threshold * SCALE - round(p.threshold * SCALE)) > 1e-9:
-        raise UserError(f"lava-dl backend: threshold {p.threshold} is not a multiple of 1/{SCALE}; "
-                        f"slayer would use {int(p.threshold * SCALE) / SCALE}")
-    decay = (1.0 - p.beta) * DECAY_UNITY
-    if abs(decay - round(decay)) > 1e-6:
-        raise UserError(f"lava-dl backend: 1 - beta = {1 - p.beta} is not a multiple of 1/{DECAY_UNITY}; "
-                        "slayer's 12-bit voltage decay cannot hold it")
-    params = dict(
-        threshold=p.threshold,
-        current_decay=1.0,
-        voltage_decay=1.0 - p.beta,
-        tau_grad=p.surrogate_width / 2 / (TAU_RHO_MULT * p.threshold),
-        scale_grad=1.0 / SCALE_RHO_MULT,
-        scale=SCALE,
-        requires_grad=False,
-    )
+    """slayer CUBA neuron parameters of the contract's neuron ``p``
+    (:func:`slt_deploy.neuron.slayer_neuron_params`); ``norm_features``:
+    channels of its MeanOnlyBatchNorm (None: no norm, for the readout)."""
+    norm = None
     if norm_features is not None:
-        slayer = _slayer()
-        params["norm"] = functools.partial(slayer.neuron.norm.MeanOnlyBatchNorm, num_features=norm_features)
-    return params
+        norm = functools.partial(_slayer().neuron.norm.MeanOnlyBatchNorm, num_features=norm_features)
+    try:
+        return slayer_neuron_params(p, norm)
+    except ValueError as exc:
+        raise UserError(f"lava-dl backend: {exc}") from None
 
 
 def _time_last(x: torch.Tensor) -> torch.Tensor:

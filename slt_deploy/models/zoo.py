@@ -417,14 +417,6 @@ def _build_stage(spec: dict, shape: tuple[int, ...], recipe: Recipe, index: int)
     return AvgPool(layer.kernel), layer.out_shape
 
 
-def predictions_per_latency(outputs: torch.Tensor) -> torch.Tensor:
-    """Predicted class at every latency t = 1..T from readout outputs O [T, B, K]:
-    argmax of the running mean (1/t) sum_{s<=t} O[s]. Returns [T, B] (long)."""
-    steps = torch.arange(1, outputs.shape[0] + 1, dtype=outputs.dtype, device=outputs.device)
-    running_mean = outputs.cumsum(0) / steps.view(-1, *([1] * (outputs.dim() - 1)))
-    return running_mean.argmax(-1)
-
-
 __all__ = [
     "Recipe",
     "TrainSettings",
@@ -433,5 +425,4 @@ __all__ = [
     "load_recipe",
     "recipe_from_dict",
     "available_models",
-    "predictions_per_latency",
 ]

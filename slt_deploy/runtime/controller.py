@@ -50,13 +50,14 @@ from typing import Protocol
 
 import numpy as np
 
-from ..deploy.plan import plan_deployment
-from ..simulate import Simulation
-from ..energy.counts import counted_run, operation_counts, run_synapse_counts
-from ..energy.hardware import Hardware
 from ..core.errors import UserError
 from ..core.files import read_toml
-from ..ir.nirfile import graph_dt, metadata_json
+from ..core.result import Simulation
+from ..energy.counts import counted_run, operation_counts, run_synapse_counts
+from ..energy.hardware import Hardware
+from ..ir.nirfile import metadata_json
+from ..readout import running_mean
+from ..simulate import Session, session_for
 
 MEASURES = ("entropy", "max_softmax", "margin")
 POLICIES = ("fixed", "static", "adaptive", "anytime")
@@ -184,17 +185,9 @@ class EnergyProfile:
         return max(fitting) if fitting else 0
 
 
-@dataclass
-class StepTrace:
-    """One sample run for ``steps`` time steps: outputs [steps, K] and the
-    energy (mJ) each step actually cost [steps]."""
-
-    outputs: np.ndarray
-    energy_mj: np.ndarray
-
-
 class Engine(Protocol):
-    def run(self, sample: np.ndarray, steps: int) -> StepTrace: ...
+    def run(self, sample, steps: int) -> Simulation:
+        """One inference of ``steps`` time steps: outputs [1, steps, K] and energy_mj [1, steps]."""
 
 
 def step_energy(plan, hardware: Hardware, inputs, run, mac_once: bool) -> np.ndarray:
@@ -214,71 +207,62 @@ def batch_traces(graph, profile: EnergyProfile, inputs: np.ndarray, backend: str
     """Outputs [N, T, K] and per-step energy [N, T] (mJ) of a whole stream in
     one run of ``backend`` (lava-fused, lava-float, torch): everything a
     controller can read from every sample at every step."""
-    step = graph_dt(graph, dt)
-    plan = plan_deployment(graph, step, (graph.metadata or {}).get("input_kind"))
-    outputs, counts = counted_run(graph, backend, inputs, plan, mac_once=profile.mac_once)
+    with session_for(graph, backend, inputs.shape[0], inputs.shape[1], dt=dt,
+                     record_spikes=backend != "lava-fused") as session:
+        outputs, counts = counted_run(session, inputs, mac_once=profile.mac_once)
     energy = counts_energy(profile.hardware, counts)
     return outputs.reshape(outputs.shape[0], outputs.shape[1], -1), energy
 
 
-class TorchEngine:
-    """The PyTorch reference as the controller's backend."""
+class SessionEngine:
+    """A simulation session as the controller's backend (a context manager):
+    ``backend`` torch (the reference; one pass gives every step of a batch),
+    lava-float or lava-fixed (the per-layer graph; SOP counted from its
+    spikes) or lava-fused (one process; SOP from its live counters). Each
+    inference runs as one sample of the session: its latency changes
+    without a rebuild."""
 
-    def __init__(self, graph, profile: EnergyProfile, dt: float | None = None):
-        from ..ir.reference import ReferenceNetwork
-
-        self.dt = graph_dt(graph, dt)
-        self.plan = plan_deployment(graph, self.dt, (graph.metadata or {}).get("input_kind"))
-        self.network = ReferenceNetwork(graph, self.dt)
+    def __init__(self, graph, profile: EnergyProfile, backend: str = "lava-float", dt: float | None = None):
         self.profile = profile
+        self.session = Session(graph, backend, profile.T, dt=dt, record_spikes=backend != "lava-fused", capacity=1)
+        self.plan = self.session.plan
 
     def run_batch(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Outputs [N, T, K] and per-step energy [N, T] of a batch (one pass)."""
-        result = self.network.run(inputs, record=True)
-        run = Simulation(result.outputs.numpy(), {k: v.numpy() for k, v in result.record.items()})
-        energy = step_energy(self.plan, self.profile.hardware, inputs, run, self.profile.mac_once)
-        return run.outputs.reshape(run.outputs.shape[0], run.outputs.shape[1], -1), energy
+        """Outputs [N, T, K] and per-step energy [N, T] (mJ) of a batch (one pass)."""
+        result = self.session.run(inputs)
+        energy = step_energy(self.plan, self.profile.hardware, inputs, result, self.profile.mac_once)
+        return result.outputs.reshape(result.outputs.shape[0], result.outputs.shape[1], -1), energy
 
-    def run(self, sample: np.ndarray, steps: int) -> StepTrace:
-        outputs, energy = self.run_batch(np.asarray(sample)[None, :steps])
-        return StepTrace(outputs[0], energy[0])
-
-
-class LavaEngine:
-    """The deployed Lava network as the controller's backend (a context manager):
-    ``mode`` float or fixed (the per-layer graph; SOP counted from its spikes)
-    or fused (one process; SOP from its live counters)."""
-
-    def __init__(self, graph, profile: EnergyProfile, mode: str = "float", dt: float | None = None):
-        from ..lava.network import LavaNetwork
-
-        self.dt = graph_dt(graph, dt)
-        self.plan = plan_deployment(graph, self.dt, (graph.metadata or {}).get("input_kind"))
-        self.profile = profile
-        quantized = None
-        if mode in ("fixed", "loihi2"):
-            from ..lava.quantise import QuantizedPlan
-
-            quantized = QuantizedPlan(self.plan)
-        self.network = LavaNetwork(self.plan, profile.T, mode=mode, capacity=1, record_spikes=mode != "fused",
-                                   quantized=quantized)
-
-    def run(self, sample: np.ndarray, steps: int) -> StepTrace:
+    def run(self, sample: np.ndarray, steps: int) -> Simulation:
         x = np.zeros((1, self.profile.T, *np.asarray(sample).shape[1:]))
         x[0, :steps] = np.asarray(sample)[:steps]
-        result = self.network.run(x, [steps])
+        result = self.session.run(x, [steps])
         energy = step_energy(self.plan, self.profile.hardware, x, result, self.profile.mac_once)
         outputs = result.outputs.reshape(1, self.profile.T, -1)
-        return StepTrace(outputs[0, :steps], energy[0, :steps])
+        return Simulation(outputs[:, :steps], energy_mj=energy[:, :steps], plan=self.plan)
 
     def close(self) -> None:
-        self.network.close()
+        self.session.close()
 
-    def __enter__(self) -> "LavaEngine":
+    def __enter__(self) -> "SessionEngine":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class TorchEngine(SessionEngine):
+    """The PyTorch reference as the controller's backend."""
+
+    def __init__(self, graph, profile: EnergyProfile, dt: float | None = None):
+        super().__init__(graph, profile, "torch", dt)
+
+
+class LavaEngine(SessionEngine):
+    """The deployed Lava network (``mode`` float, fixed or fused) as the controller's backend."""
+
+    def __init__(self, graph, profile: EnergyProfile, mode: str = "float", dt: float | None = None):
+        super().__init__(graph, profile, f"lava-{mode}", dt)
 
 
 class PrecomputedEngine:
@@ -286,11 +270,10 @@ class PrecomputedEngine:
 
     def __init__(self, outputs: np.ndarray, energy: np.ndarray):
         self.outputs, self.energy = outputs, energy
-        self.cursor = 0
 
-    def run(self, sample_index, steps: int) -> StepTrace:
+    def run(self, sample_index, steps: int) -> Simulation:
         k = int(sample_index)
-        return StepTrace(self.outputs[k, :steps], self.energy[k, :steps])
+        return Simulation(self.outputs[k: k + 1, :steps], energy_mj=self.energy[k: k + 1, :steps])
 
 
 # --------------------------------------------------------------------------- confidence
@@ -315,12 +298,6 @@ def confidence(running_mean: np.ndarray, measure: str) -> np.ndarray:
         entropy = -(p * np.log(np.clip(p, 1e-300, None))).sum(-1)
         return 1.0 - entropy / math.log(k)
     raise UserError(f"unknown confidence measure '{measure}': choose one of {', '.join(MEASURES)}")
-
-
-def running_means(outputs: np.ndarray) -> np.ndarray:
-    """Running mean over steps of outputs [..., T, K]."""
-    steps = np.arange(1, outputs.shape[-2] + 1).reshape(-1, 1)
-    return np.cumsum(outputs, axis=-2) / steps
 
 
 def stop_steps(conf: np.ndarray, threshold: float) -> np.ndarray:
@@ -543,16 +520,17 @@ class Controller:
                                f"one worst-case step needs {worst:.3e} mJ")
         planned = max(1, min(profile.T, self.policy.plan(profile, budget, state)))
         trace = self.engine.run(sample, planned)
+        energy = trace.energy_mj[0]
         spent, steps, reason = 0.0, 0, "plan"
-        means = running_means(trace.outputs)
-        for step in range(1, len(trace.energy_mj) + 1):
+        means = running_mean(trace.outputs[0], axis=-2)
+        for step in range(1, len(energy) + 1):
             if state.remaining(budget) - spent < worst:
                 reason = "reserve"
                 break
             if budget.per_inference_mj is not None and spent + worst > budget.per_inference_mj:
                 reason = "cap"
                 break
-            spent += float(trace.energy_mj[step - 1])
+            spent += float(energy[step - 1])
             steps = step
             if self.policy.stop_after(step, means[step - 1]):
                 reason = "confidence" if step < planned else "plan"

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..readout import running_mean
+
 from .controller import (
     Budget, Controller, EnergyProfile, PrecomputedEngine, ThresholdCalibration, confidence, make_policy,
-    run_mission, running_means, stop_steps)
+    run_mission, stop_steps)
 
 
 def hull_accuracy(energy: list[float], accuracy: list[float], at_energy: float) -> float:
@@ -100,7 +102,7 @@ def threshold_baseline(outputs: np.ndarray, step_energy: np.ndarray, labels: np.
                        target_mj: float) -> dict:
     """A fixed confidence threshold tuned in hindsight so that the mean energy
     per inference is as large as possible without exceeding ``target_mj``."""
-    means = running_means(outputs)
+    means = running_mean(outputs, axis=-2)
     conf = confidence(means, measure)
     cumulative = np.cumsum(step_energy, axis=1)
     best = None
@@ -122,7 +124,7 @@ def sweep(profile: EnergyProfile, outputs: np.ndarray, step_energy: np.ndarray, 
     calibration: measure -> ThresholdCalibration (from the calibration split)."""
     n, T = step_energy.shape
     cumulative = np.cumsum(step_energy, axis=1)
-    means = running_means(outputs)
+    means = running_mean(outputs, axis=-2)
     correct = (means.argmax(-1) == labels[:, None]).astype(float)
     stream_energy = cumulative.mean(0).tolist()
     stream_accuracy = correct.mean(0).tolist()
@@ -168,5 +170,5 @@ def calibrate(graph, profile: EnergyProfile, calibration_inputs: np.ndarray,
     from .controller import MEASURES, batch_traces
 
     outputs, energy = batch_traces(graph, profile, calibration_inputs, backend)
-    means = running_means(outputs)
+    means = running_mean(outputs, axis=-2)
     return {m: ThresholdCalibration.measure(confidence(means, m), energy) for m in MEASURES}

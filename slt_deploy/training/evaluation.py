@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from ..data.splits import Split, evaluation_inputs
-from ..models.zoo import SpikingNetwork, predictions_per_latency
+from ..models.zoo import SpikingNetwork
+from ..readout import predictions_per_latency
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def predictions_all_latencies(
     chunks = []
     for start in range(0, inputs.shape[1], batch_size):
         outputs = model(inputs[:, start : start + batch_size])
-        chunks.append(predictions_per_latency(outputs))
+        chunks.append(predictions_per_latency(outputs, axis=0))  # outputs are time-first [T, B, K]
     return torch.cat(chunks, dim=1).numpy()
 
 
