@@ -50,7 +50,7 @@ from slt_deploy.deploy.plan import plan_for_graph
 from slt_deploy.ir.nirfile import read_graph
 from slt_deploy.lava.watchdog import lava_actors
 from slt_deploy.readout import predictions
-from slt_deploy.simulate import session_for, simulate
+from slt_deploy.simulation import session_for, simulate
 from slt_deploy.training.checkpoint import load_checkpoint, model_from_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent

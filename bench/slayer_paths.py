@@ -41,7 +41,7 @@ from slt_deploy.data.splits import evaluation_inputs, load_split
 from slt_deploy.ir.export import export_model
 from slt_deploy.models.zoo import load_recipe
 from slt_deploy.readout import predictions
-from slt_deploy.simulate import Session, load_plan
+from slt_deploy.simulation import Session, load_plan
 from slt_deploy.training.checkpoint import load_checkpoint, model_from_checkpoint
 from slt_deploy.training.slt import new_run, train
 

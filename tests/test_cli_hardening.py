@@ -579,7 +579,7 @@ def test_shipped_hardware_profiles_and_scenarios_still_load():
 
 @pytest.mark.parametrize("name", ["../../evil", "/tmp/evil", "a/b", "..", "", "[/red]x", "evil\x00.pt", "~/x"])
 def test_default_checkpoint_names_stay_in_runs(name):
-    from slt_deploy.cli import _default_checkpoint_path
+    from slt_deploy.cli.training import _default_checkpoint_path
     from slt_deploy.models.zoo import load_recipe
 
     path = _default_checkpoint_path(dataclasses.replace(load_recipe("digits-mlp"), name=name))

@@ -10,8 +10,8 @@ import torch
 
 import graphs
 from conftest import ROOT, assert_one_line_error, run_cli
-from slt_deploy import simulate as backends
-from slt_deploy.simulate import simulate
+from slt_deploy import simulation
+from slt_deploy.simulation import simulate
 from slt_deploy.training.checkpoint import load_checkpoint, model_from_checkpoint
 from slt_deploy.data.splits import evaluation_inputs, load_split
 from slt_deploy.deploy.plan import Projection, plan_deployment
@@ -203,8 +203,8 @@ def test_profiling_in_small_batches_gives_the_same_profile(monkeypatch):
     whole = profile_model(graph, x, labels, load_hardware("qiao2015"))
     reference = simulate(graph, "torch", x, record_spikes=True)
     done = []
-    monkeypatch.setattr(backends, "BATCH_BYTES", 1)  # one sample per batch
-    assert backends.samples_per_batch(10**6, 10, record=True) == 1
+    monkeypatch.setattr(simulation, "BATCH_BYTES", 1)  # one sample per batch
+    assert simulation.samples_per_batch(10**6, 10, record=True) == 1
     batched = profile_model(graph, x, labels, load_hardware("qiao2015"), progress=done.append)
     assert done == list(range(1, 10))
     assert batched == whole

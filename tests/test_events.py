@@ -147,7 +147,7 @@ def test_generated_digits_fit_the_papers_vggsnn():
 
 
 def test_slt_on_ndigits_trains_exports_and_runs_on_lava(tmp_path, no_leaks):
-    from slt_deploy.simulate import simulate
+    from slt_deploy.simulation import simulate
     from slt_deploy.data.splits import evaluation_inputs
     from slt_deploy.training.evaluation import latency_profile
     from slt_deploy.ir.export import export_model

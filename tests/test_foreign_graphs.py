@@ -31,7 +31,7 @@ import pytest
 import torch
 
 from conftest import FIXTURES as ALL_FIXTURES
-from slt_deploy.simulate import simulate
+from slt_deploy.simulation import simulate
 from slt_deploy.ir.nirfile import read_graph
 from slt_deploy.ir.reference import ReferenceNetwork
 

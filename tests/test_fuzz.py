@@ -41,7 +41,7 @@ from hypothesis import strategies as st
 
 import graphs
 from conftest import ROOT, assert_one_line_error, leak_check, run_cli
-from slt_deploy.simulate import simulate
+from slt_deploy.simulation import simulate
 from slt_deploy.deploy.plan import input_kind_of
 from slt_deploy.deploy.plan import plan_deployment
 from slt_deploy.core.errors import UserError

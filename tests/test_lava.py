@@ -11,7 +11,7 @@ import torch
 
 import graphs
 from slt_deploy.readout import predictions
-from slt_deploy.simulate import simulate
+from slt_deploy.simulation import simulate
 from slt_deploy.training.checkpoint import load_checkpoint, model_from_checkpoint
 from slt_deploy.data.splits import evaluation_inputs, load_split
 from slt_deploy.deploy.plan import plan_deployment

@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "slt_deploy"
 
-STAGES = ["core", "neuron", "readout", "data", "models", "training", "ir", "deploy", "lava", "simulate",
+STAGES = ["core", "neuron", "readout", "data", "models", "training", "ir", "deploy", "lava", "simulation",
           "energy", "runtime", "report", "cli"]
 """Pipeline stages in order; a module may import its own stage or an earlier one."""
 

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 from slt_deploy.readout import predictions
-from slt_deploy.simulate import load_plan, simulate
+from slt_deploy.simulation import load_plan, simulate
 from slt_deploy.data.splits import evaluation_inputs, load_split
 from slt_deploy.deploy.plan import plan_deployment
 from slt_deploy.core.errors import UserError

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from slt_deploy.readout import predictions
-from slt_deploy.simulate import load_plan, simulate
+from slt_deploy.simulation import load_plan, simulate
 from slt_deploy.training.checkpoint import load_checkpoint, model_from_checkpoint
 from slt_deploy.data.splits import evaluation_inputs, load_split
 from slt_deploy.deploy.plan import plan_deployment

@@ -16,8 +16,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
+import typer
 
 from ..training.checkpoint import load_checkpoint, model_from_checkpoint
 from ..data.splits import load_split
@@ -27,6 +29,7 @@ from ..core.files import write_json, write_text
 from ..report import markdown_table, plot_accuracy_per_latency, rich_table
 from ..training.slt import new_run, resume_run, train, with_settings
 from ..models.zoo import load_recipe
+from .app import _progress, app, console, out
 
 LABELS = {("slt", "tet"): "SLT-TET", ("fixed", "tet"): "TET", ("slt", "sdt"): "SLT-SDT", ("fixed", "sdt"): "SDT"}
 
@@ -116,7 +119,7 @@ def deploy_stage(model: str, output: Path, console, out, progress_factory) -> di
     (77 fJ/SOP) with noise, a side-by-side report, and the runtime controller
     judged against the profile hull and the per-input oracle."""
     from ..readout import predictions
-    from ..simulate import simulate
+    from ..simulation import simulate
     from ..energy.counts import count_operations
     from ..energy.hardware import load_hardware
     from ..ir.export import export_model
@@ -190,3 +193,24 @@ def deploy_stage(model: str, output: Path, console, out, progress_factory) -> di
     summary["controller"] = str(output / "control" / "evaluation.md")
     console.print(f"wrote {output}/report/ and {output}/control/")
     return summary
+
+
+@app.command()
+def demo(
+    model: str = typer.Option("digits-mlp", help="Recipe to compare SLT and fixed-latency training on."),
+    seeds: int = typer.Option(3, help="Seeds per configuration (results are averaged)."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs (default: the recipe's)."),
+    losses: str = typer.Option("tet,sdt", help="Comma-separated losses to compare."),
+    output: Path = typer.Option(Path("runs/demo"), "--output", "-o", help="Folder for checkpoints and reports."),
+):
+    """The main job: SLT vs fixed-latency training on rate-encoded digits, then NIR, Lava, energy and the controller."""
+    from ..core.files import check_output_folder, safe_name
+
+    if safe_name(model) != model:  # the demo names its checkpoints after --model, inside --output
+        raise UserError(f"demo --model takes a recipe name (models/<name>.toml, or <name>.toml in this folder), "
+                        f"not a path: '{model}'")
+    check_output_folder(output, "demo folder")
+    chosen = [s.strip() for s in losses.split(",") if s.strip()]
+    run_demo(model, seeds, epochs, chosen, output, console, out, _progress)
+    if "tet" in chosen:
+        deploy_stage(model, output, console, out, _progress)

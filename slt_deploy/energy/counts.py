@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..simulate import samples_per_batch
+from ..simulation import samples_per_batch
 from ..deploy.plan import DeployPlan
 from ..deploy.synapses import fanout
 from ..core.errors import UserError
@@ -133,12 +133,12 @@ def run_synapse_counts(plan: DeployPlan, inputs: np.ndarray, run, fanouts=None):
 
 def counted_run(session, inputs: np.ndarray, *, mac_once: bool = True, progress=None):
     """Outputs [N, T, *out] and :class:`OperationCounts` of ``inputs``
-    [N, T, *shape] run through a :class:`~slt_deploy.simulate.Session`
+    [N, T, *shape] run through a :class:`~slt_deploy.simulation.Session`
     (every sample at latency T).
 
     The fused Lava model counts live, in one run. The other backends record
     every spike, so they run in batches whose spikes fit in memory
-    (:func:`~slt_deploy.simulate.samples_per_batch`): a VGGSNN records
+    (:func:`~slt_deploy.simulation.samples_per_batch`): a VGGSNN records
     ~0.1 GB per sample at T = 10. ``progress(done)`` gets the samples done."""
     plan = session.plan
     samples, steps = inputs.shape[:2]

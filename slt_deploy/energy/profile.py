@@ -27,7 +27,7 @@ import torch
 from ..core.errors import UserError
 from ..deploy.plan import DeployPlan
 from ..readout import accuracy_per_latency
-from ..simulate import session_for, simulate
+from ..simulation import session_for, simulate
 from .counts import OperationCounts, counted_run
 from .hardware import Hardware
 

@@ -345,42 +345,53 @@ def neuron_shape(node, name: str) -> tuple[int, ...]:
     return ()
 
 
-def _output_shape(flat: FlatGraph, name: str, in_shape: tuple[int, ...]) -> tuple[int, ...]:
-    node, kind = flat.nodes[name], flat.kinds[name]
-    if kind in ("Output", "Identity"):
-        return in_shape
-    if kind in ("Affine", "Linear"):
-        weight = np.asarray(node.weight)
-        if weight.ndim != 2 or in_shape != (weight.shape[1],):
-            raise UserError(
-                f"node '{name}' ({kind}): weight {list(weight.shape)} does not take input of shape {list(in_shape)}"
-            )
-        if kind == "Affine" and np.asarray(node.bias).shape not in ((weight.shape[0],), ()):
-            raise UserError(f"node '{name}' (Affine): bias shape {list(np.asarray(node.bias).shape)} does not fit")
-        return (weight.shape[0],)
-    if kind == "Scale":
-        try:
-            out = tuple(np.broadcast_shapes(in_shape, np.asarray(node.scale).shape))
-        except ValueError:
-            out = None
-        if out != in_shape:
-            raise UserError(f"node '{name}' (Scale): scale shape {list(np.asarray(node.scale).shape)} does not fit "
-                            f"input {list(in_shape)}")
-        return out
-    if kind == "Conv2d":
-        return conv_geometry(node, name, in_shape)[-1]
-    if kind in ("SumPool2d", "AvgPool2d"):
-        return pool_geometry(node, name, in_shape)[-1]
-    if kind == "Flatten":
-        ndim = len(in_shape)
-        start_dim = _integer(node.start_dim, name, "start_dim")
-        end_dim = _integer(node.end_dim, name, "end_dim")
-        start = start_dim % ndim if ndim else 0
-        end = end_dim % ndim if ndim else 0
-        if start > end:
-            raise UserError(f"node '{name}' (Flatten): start_dim {start_dim} > end_dim {end_dim}")
-        return (*in_shape[:start], math.prod(in_shape[start : end + 1]), *in_shape[end + 1 :])
-    # neurons: parameters fix the shape; the input must match (or broadcast)
+def _same_shape(node, name, kind, in_shape):
+    return in_shape
+
+
+def _matrix_shape(node, name, kind, in_shape):
+    weight = np.asarray(node.weight)
+    if weight.ndim != 2 or in_shape != (weight.shape[1],):
+        raise UserError(
+            f"node '{name}' ({kind}): weight {list(weight.shape)} does not take input of shape {list(in_shape)}"
+        )
+    if kind == "Affine" and np.asarray(node.bias).shape not in ((weight.shape[0],), ()):
+        raise UserError(f"node '{name}' (Affine): bias shape {list(np.asarray(node.bias).shape)} does not fit")
+    return (weight.shape[0],)
+
+
+def _scale_shape(node, name, kind, in_shape):
+    try:
+        out = tuple(np.broadcast_shapes(in_shape, np.asarray(node.scale).shape))
+    except ValueError:
+        out = None
+    if out != in_shape:
+        raise UserError(f"node '{name}' (Scale): scale shape {list(np.asarray(node.scale).shape)} does not fit "
+                        f"input {list(in_shape)}")
+    return out
+
+
+def _conv_shape(node, name, kind, in_shape):
+    return conv_geometry(node, name, in_shape)[-1]
+
+
+def _pool_shape(node, name, kind, in_shape):
+    return pool_geometry(node, name, in_shape)[-1]
+
+
+def _flatten_shape(node, name, kind, in_shape):
+    ndim = len(in_shape)
+    start_dim = _integer(node.start_dim, name, "start_dim")
+    end_dim = _integer(node.end_dim, name, "end_dim")
+    start = start_dim % ndim if ndim else 0
+    end = end_dim % ndim if ndim else 0
+    if start > end:
+        raise UserError(f"node '{name}' (Flatten): start_dim {start_dim} > end_dim {end_dim}")
+    return (*in_shape[:start], math.prod(in_shape[start : end + 1]), *in_shape[end + 1 :])
+
+
+def _neuron_shape(node, name, kind, in_shape):
+    """Neurons: their parameters fix the shape; the input must match (or broadcast)."""
     shape = neuron_shape(node, name)
     try:
         out = tuple(np.broadcast_shapes(in_shape, shape))
@@ -398,6 +409,24 @@ def _output_shape(flat: FlatGraph, name: str, in_shape: tuple[int, ...]) -> tupl
             raise UserError(f"node '{name}' ({kind}): {key} of shape {list(shape)} does not fit its input "
                             f"{list(in_shape)}")
     return in_shape
+
+
+@functools.lru_cache(maxsize=None)
+def _shape_handlers() -> dict:
+    import nir
+
+    return {
+        nir.Output: _same_shape, Identity: _same_shape, nir.Affine: _matrix_shape, nir.Linear: _matrix_shape,
+        nir.Scale: _scale_shape, nir.Conv2d: _conv_shape, nir.SumPool2d: _pool_shape, nir.AvgPool2d: _pool_shape,
+        nir.Flatten: _flatten_shape, nir.LIF: _neuron_shape, nir.IF: _neuron_shape, nir.LI: _neuron_shape,
+        nir.CubaLIF: _neuron_shape, nir.CubaLI: _neuron_shape,
+    }
+
+
+def _output_shape(flat: FlatGraph, name: str, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape node ``name`` gives for input ``in_shape`` (one handler per NIR node class)."""
+    node = flat.nodes[name]
+    return _shape_handlers()[type(node)](node, name, flat.kinds[name], in_shape)
 
 
 def _infer_shapes(flat: FlatGraph) -> None:

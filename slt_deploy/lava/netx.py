@@ -269,7 +269,7 @@ def slayer_chain(plan: DeployPlan, max_latency: int) -> tuple[SlayerChain, list[
 
 
 def netx_network_for(plan: DeployPlan, path: str | os.PathLike, max_latency: int = 8):
-    """The netx Lava network of ``plan`` (see :func:`slt_deploy.simulate.load_plan`
+    """The netx Lava network of ``plan`` (see :func:`slt_deploy.simulation.load_plan`
     for a checkpoint or a .nir file) with the same weights, via slayer: writes slayer's HDF5
     network description to ``path`` and loads it with
     ``lava.lib.dl.netx.hdf5.Network`` (LIFReset every ``max_latency + blocks``

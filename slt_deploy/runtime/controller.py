@@ -57,7 +57,7 @@ from ..energy.counts import counted_run, operation_counts, run_synapse_counts
 from ..energy.hardware import Hardware
 from ..ir.nirfile import metadata_json
 from ..readout import running_mean
-from ..simulate import Session, session_for
+from ..simulation import Session, session_for
 
 MEASURES = ("entropy", "max_softmax", "margin")
 POLICIES = ("fixed", "static", "adaptive", "anytime")

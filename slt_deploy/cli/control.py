@@ -1,0 +1,137 @@
+"""The ``control`` command: inferences on an energy budget, or the evaluation of the policies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..core.errors import UserError
+from .app import _progress, app, console, out
+
+MAX_INFERENCES = 10_000_000
+"""Longest mission of ``control`` (its input stream is held in memory)."""
+
+
+@app.command()
+def control(
+    model: Path = typer.Argument(..., help="NIR graph with an energy profile (run `slt-deploy profile` first)."),
+    policy: str = typer.Option("adaptive", help="fixed | static | adaptive | anytime."),
+    battery_mj: Optional[float] = typer.Option(None, help="Total battery for the mission (mJ)."),
+    inferences: Optional[int] = typer.Option(None, help="Horizon: number of inferences the battery must last."),
+    duration_s: Optional[float] = typer.Option(None, help="Horizon as a duration (s), with --rate-hz."),
+    rate_hz: Optional[float] = typer.Option(None, help="Inferences per second (with --duration-s or --power-mw)."),
+    per_inference_mj: Optional[float] = typer.Option(None, help="Hard cap per inference (mJ)."),
+    power_mw: Optional[float] = typer.Option(None, help="Power cap (mW) at --rate-hz: a cap of power/rate per inference."),
+    scenario: Optional[Path] = typer.Option(None, help="Scenario TOML ([budget], optional [policy]); see hardware/*.scenario.toml."),
+    latency: Optional[int] = typer.Option(None, "--latency", "-t", help="Latency of the fixed policy (default T)."),
+    measure: str = typer.Option("entropy", help="anytime: entropy | max_softmax | margin."),
+    backend: str = typer.Option("lava-fused", help="lava-fused (the fused Lava CPU model, default) | lava-float | "
+                                                   "lava-fixed (the per-layer Lava graph) | torch (what-if studies)."),
+    data: str = typer.Option("digits", help="Dataset of the stream; thresholds use its calibration split."),
+    split: str = typer.Option("test", help="Split that forms the stream."),
+    samples: Optional[int] = typer.Option(None, help="Use only the first N samples of the stream."),
+    evaluate: bool = typer.Option(False, help="Judge every policy under budgets from E(t=1) to E(t=T)."),
+    budgets: int = typer.Option(8, help="Number of budget levels for --evaluate."),
+    output: Path = typer.Option(Path("runs/control"), "--output", "-o", help="Folder for the JSON, tables and PNGs."),
+):
+    """Run inferences on an energy budget, choosing each one's latency (or judge the policies)."""
+    import math
+
+    import numpy as np
+
+    from ..core.files import check_output_folder, write_json
+    from ..ir.nirfile import metadata_json, read_graph
+    from ..energy.profile import graph_stream
+    from ..report import check_profile, controller_table, mission_timeline, rich_table
+    from ..runtime.controller import (
+        MEASURES, POLICIES, Budget, Controller, EnergyProfile, LavaEngine, TorchEngine, check_budget,
+        make_policy, run_mission)
+    from ..runtime.evaluation import calibrate
+
+    if backend not in ("torch", "lava-float", "lava-fixed", "lava-fused"):
+        raise UserError(f"unknown backend '{backend}': choose lava-fused, lava-float, lava-fixed or torch")
+    if measure not in MEASURES:
+        raise UserError(f"unknown confidence measure '{measure}': choose one of {', '.join(MEASURES)}")
+    if evaluate and budgets < 2:
+        raise UserError(f"--budgets must be >= 2 (levels from E(t=1) to E(t=T)), got {budgets}")
+    check_output_folder(output, "control folder")
+    graph = read_graph(model)
+    stored = metadata_json(graph, "energy_profile_json")
+    if stored is not None:
+        check_profile(stored, f"the energy profile in {model}")
+    profile = EnergyProfile.from_graph(graph)
+    if evaluate:
+        from ..report import judge
+
+        with _progress() as bar:
+            task = bar.add_task("judging policies", total=None)
+            result = judge(graph, output, data, split, samples, budgets, measure,
+                           backend if backend != "lava-fixed" else "lava-fused")
+            bar.update(task, completed=1, total=1)
+        header, rows = controller_table(result, ["adaptive", f"anytime-{measure}"])
+        out.print(rich_table(header, rows, f"{result['stream']['samples']} inferences, "
+                                           "battery = inferences x budget + one worst-case step"))
+        console.print(f"wrote {output}/evaluation.json, evaluation.md, evaluation.png, timeline.png")
+        return
+
+    scenario_policy = {}
+    if scenario is not None:
+        budget, scenario_policy = Budget.from_scenario(scenario)
+    else:
+        if duration_s is not None and rate_hz is not None and not math.isfinite(duration_s * rate_hz):
+            raise UserError("--duration-s x --rate-hz is too large a number of inferences")
+        budget = Budget.from_options(battery_mj, inferences, duration_s, rate_hz, per_inference_mj, power_mw)
+    if budget.inferences is not None and budget.inferences > MAX_INFERENCES:
+        raise UserError(f"a mission of {budget.inferences} inferences is too long: at most {MAX_INFERENCES:,} per run")
+    name = scenario_policy.get("name", policy)
+    measure = scenario_policy.get("measure", measure)
+    if name not in POLICIES:
+        raise UserError(f"unknown policy '{name}': choose one of {', '.join(POLICIES)}")
+    if measure not in MEASURES:
+        raise UserError(f"unknown confidence measure '{measure}': choose one of {', '.join(MEASURES)}")
+    check_budget(profile, budget)  # before anything runs
+    calibration = {}
+    if name == "anytime":  # thresholds from the held-out calibration split
+        calibration = calibrate(graph, profile, graph_stream(graph, data, "calibration")[0],
+                                "torch" if backend == "torch" else "lava-fused")
+    chosen = make_policy(name, profile, latency=scenario_policy.get("latency", latency), measure=measure,
+                         calibration=calibration.get(measure))
+    x, labels = graph_stream(graph, data, split, samples)[:2]
+    horizon = budget.inferences or len(x)
+    stream = [x[k % len(x)] for k in range(horizon)]
+    stream_labels = np.array([labels[k % len(x)] for k in range(horizon)])
+    if backend == "torch":
+        controller = Controller(TorchEngine(graph, profile), profile, budget, chosen)
+        mission = _run_with_progress(controller, stream, run_mission)
+    else:
+        if backend == "lava-fused":
+            console.print("backend: lava-fused -- the deployed network as one Lava process, bit-identical to the "
+                          "per-layer Lava graph (--backend lava-float); SOP from its live counters")
+        with LavaEngine(graph, profile, mode=backend.removeprefix("lava-")) as lava_engine:
+            controller = Controller(lava_engine, profile, budget, chosen)
+            mission = _run_with_progress(controller, stream, run_mission)
+    summary = mission.summary(stream_labels)
+    rows = [(k, f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in summary.items() if k != "policy"]
+    out.print(rich_table(("", "value"), rows, f"{name} policy on {backend}, {horizon} inferences"))
+    if mission.battery_spent:
+        console.print(f"battery spent: {mission.battery_spent}")
+    decisions = [d.to_dict() for d in mission.decisions]
+    write_json(output / "mission.json", {"summary": summary, "budget": budget.__dict__, "decisions": decisions})
+    mission_timeline(decisions, stream_labels, budget.battery_mj, output / "timeline.png", f"{name} policy")
+    console.print(f"wrote {output}/mission.json and timeline.png")
+
+
+def _run_with_progress(controller, stream, run_mission):
+    with _progress() as bar:
+        task = bar.add_task("mission", total=len(stream))
+
+        def samples():
+            for k, sample in enumerate(stream):
+                bar.update(task, completed=k)
+                yield sample
+
+        return run_mission(controller, samples())
+
+

@@ -1,0 +1,123 @@
+"""Commands that run a deployed graph: ``run`` and ``info``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..core.errors import UserError
+from ..core.latency import check_latency
+from .app import _check_latency, _not_an_input, _progress, app, console, out
+
+
+@app.command()
+def run(
+    model: Path = typer.Argument(..., help="NIR graph (.nir): exported by slt-deploy or by another tool."),
+    backend: str = typer.Option("lava-float", help="lava-float | lava-fixed | lava-fused | loihi2 | torch."),
+    latency: Optional[int] = typer.Option(None, "--latency", "-t", help="Time steps per sample (default: T, or the input's steps)."),
+    data: Optional[str] = typer.Option(None, help="Dataset to classify (e.g. digits); or use --input."),
+    split: str = typer.Option("test", help="Split of --data."),
+    samples: Optional[int] = typer.Option(None, help="Use only the first N samples."),
+    encoding: Optional[str] = typer.Option(None, help="Encoding of --data (default: the graph's metadata)."),
+    input_file: Optional[Path] = typer.Option(None, "--input", help="Your own input: .npy of [samples, steps, *input shape]."),
+    output_file: Optional[Path] = typer.Option(None, "--output", help="Write the output node's values [samples, steps, *shape] (.npy)."),
+    dt: Optional[float] = typer.Option(None, help="Simulation step in seconds (required when the graph has no dt)."),
+    input_kind: Optional[str] = typer.Option(None, help="spikes | analog: what the input is (default: metadata, else spikes)."),
+):
+    """Run a NIR graph on Lava (float, fixed point, Loihi 2) or PyTorch: accuracy and per-sample outputs."""
+    import time
+
+    import numpy as np
+
+    from ..readout import predictions
+    from ..simulation import simulate
+    from ..ir.nirfile import graph_dt, read_graph
+    from ..report import rich_table
+
+    if output_file is not None:
+        from ..core.files import check_output_file
+
+        _not_an_input(output_file, model, input_file)
+        check_output_file(output_file, "output file")
+    _check_latency(latency)
+    graph = read_graph(model)
+    step = graph_dt(graph, dt)
+    meta = graph.metadata or {}
+    labels = None
+    if (data is None) == (input_file is None):
+        raise UserError("give exactly one of --data (a dataset) or --input (an .npy file)")
+    if input_file is not None:
+        from ..core.files import require_file
+
+        try:
+            x = np.load(require_file(input_file, "input file"), allow_pickle=False)
+        except (ValueError, EOFError, OSError) as exc:  # a pickle, a truncated or an empty file
+            raise UserError(f"{input_file} is not a plain .npy array: {str(exc) or type(exc).__name__}") from None
+        if not np.issubdtype(x.dtype, np.number):
+            raise UserError(f"{input_file} holds {x.dtype} values, not numbers")
+        T = int(x.shape[1]) if x.ndim >= 2 else 0
+    else:
+        from ..data.splits import evaluation_inputs, load_split
+
+        T = int(meta.get("latency_T", latency or 0))  # foreign graphs: --latency sets T
+        if T < 1:
+            raise UserError("the graph has no latency_T in its metadata: give --latency")
+        from ..ir.graph import analyse
+
+        flat = analyse(graph)
+        dataset = load_split(data, split, flat.shapes[flat.input_name], frames=T)
+        x = evaluation_inputs(dataset, T, encoding or meta.get("encoding") or "rate").transpose(0, 1).numpy()
+        labels = dataset.labels.numpy()
+    if samples is not None:
+        if samples < 1:
+            raise UserError(f"--samples must be >= 1, got {samples}")
+        x = x[:samples]
+        labels = None if labels is None else labels[:samples]
+    t = T if latency is None else check_latency(latency)
+    if t > T:
+        raise UserError(f"latency {t} exceeds the maximum latency T={T} of this graph/input")
+    x = x[:, :t]
+    started = time.perf_counter()
+    with _progress() as bar:
+        task = bar.add_task(f"{backend} t={t}", total=len(x))
+        result = simulate(graph, backend, x, dt=step, input_kind=input_kind,
+                          progress=lambda done: bar.update(task, completed=done))
+    seconds = time.perf_counter() - started
+    rows = [("backend", backend), ("samples", len(x)), ("latency t", t), ("dt (s)", step),
+            ("wall time (s)", f"{seconds:.2f}"), ("samples/s", f"{len(x) / seconds:.1f}")]
+    if labels is not None:
+        accuracy = float((predictions(result.outputs, np.full(len(x), t)) == labels).mean())
+        rows.append(("accuracy %", f"{100 * accuracy:.2f}"))
+    out.print(rich_table(("", "value"), rows, f"{model.name}"))
+    if result.quantisation:
+        q_rows = [(r["layer"], r["kind"], _quant_summary(r)) for r in result.quantisation]
+        out.print(rich_table(("layer", "kind", "quantisation"), q_rows, "fixed-point quantisation per layer"))
+    if output_file is not None:
+        from ..core.files import atomic_path
+
+        with atomic_path(output_file) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, result.outputs)
+        console.print(f"wrote {output_file}: outputs {list(result.outputs.shape)}")
+
+
+def _quant_summary(row: dict) -> str:
+    if row["kind"] == "synapses":
+        return (f"8-bit {row['sign']} weights, exp {row['exponent']}: rms error {100 * row['relative_rms_error']:.2f} %, "
+                f"max {row['max_abs_error']:.2g}")
+    return (f"scale 2^{int(round(__import__('math').log2(row['scale'])))}, du {row['du']}, dv {row['dv']}, vth {row['vth']}; "
+            f"decay errors {row['du_error']:.1e}/{row['dv_error']:.1e}, threshold {100 * row['vth_relative']:.2f} %")
+
+
+
+@app.command()
+def info():
+    """Versions of the toolchain, whether Lava imports, whether Loihi 2 is present."""
+    from ..core.environment import environment_report
+
+    for key, value in environment_report().items():
+        out.print(f"{key:>16}: {value}")
+
+
