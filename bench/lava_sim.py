@@ -173,7 +173,7 @@ def bench_model(name: str, samples: int, rounds: int, paths: tuple[str, ...]) ->
         "float_minus_torch_ref_max": float(np.abs(outputs["lava-float"] - outputs["torch-ref"]).max()),
     }
     if io is not None:
-        exact = chain_forward(io.quantised, x)
+        exact = chain_forward(io.quantised, x).outputs
         result["netx_minus_slayer_quantised_max"] = float(max(np.abs(outputs[p] - exact).max()
                                                               for p in ("netx-fixed", "netx-current") if p in paths))
         result["scales"] = io.scales

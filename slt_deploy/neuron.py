@@ -134,6 +134,10 @@ def _where(mask, value, otherwise):
     return np.where(mask, value, otherwise)
 
 
+def _is_one(value) -> bool:
+    return isinstance(value, (int, float)) and value == 1
+
+
 def lif_step(current, state, p: NeuronParameters, spike: Callable | None = None):
     """One time step of the neuron (the general form above) on NumPy arrays
     or torch tensors: ``current`` is the synaptic input a_in (gain already
@@ -145,7 +149,8 @@ def lif_step(current, state, p: NeuronParameters, spike: Callable | None = None)
     v - vth (e.g. the triangle surrogate); the reset then passes through the
     spike, as the contract's u (1 - s) does."""
     i, v = state
-    i = i * (1 - p.du) + current
+    # du = 1 (no current memory) gives i * 0 + current == current for any finite i: skip the product
+    i = current if _is_one(p.du) else i * (1 - p.du) + current
     v = v * (1 - p.dv) + i + p.bias
     if spike is None:
         fired = v > p.vth
@@ -246,7 +251,7 @@ def norse_parameters(p: LIFParameters, dt: float = DEFAULT_DT):
     norse's triangle surrogate is ``alpha * max(0, 1 - |x|)``: it equals ours
     only for gamma = 1 (then alpha = 1); other widths are refused.
     """
-    from norse.torch.functional.lif_box import LIFBoxParameters
+    from norse.torch.functional.lif_box import LIFBoxParameters  # norse only for the training model
 
     if p.surrogate_width != 1.0:
         raise ValueError(

@@ -9,16 +9,21 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from rich.table import Table
 
 from .core.errors import UserError
 from .core.files import atomic_path, write_json, write_text
+from .energy.profile import graph_stream
+from .runtime.controller import (
+    batch_traces, Budget, Controller, EnergyProfile, make_policy, MEASURES, PrecomputedEngine, run_mission)
+from .runtime.evaluation import calibrate, sweep
 
 
 def _pyplot():
-    import matplotlib
+    import matplotlib  # matplotlib only when plotting
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # (after the headless backend is chosen)
 
     return plt
 
@@ -64,8 +69,6 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
 
 
 def rich_table(header: Sequence[str], rows: Sequence[Sequence[object]], title: str = ""):
-    from rich.table import Table
-
     table = Table(title=title or None)
     for name in header:
         table.add_column(str(name), justify="right")
@@ -319,11 +322,6 @@ def judge(graph, output, data: str = "digits", split: str = "test", samples: int
     one run of ``backend`` over the stream (every sample's outputs and energy
     at every step); writes evaluation.{json,md,png} and a mission timeline
     (the anytime policy at the middle budget) into ``output``."""
-    from ..energy.profile import graph_stream
-    from ..runtime.controller import (MEASURES, Budget, Controller, EnergyProfile, PrecomputedEngine, batch_traces,
-                                      make_policy, run_mission)
-    from ..runtime.evaluation import calibrate, sweep
-
     output = Path(output)
     profile = EnergyProfile.from_graph(graph)
     calibration = calibrate(graph, profile, graph_stream(graph, data, "calibration")[0], backend)

@@ -29,6 +29,7 @@ from .core.latency import check_latencies, check_latency
 from .core.result import Simulation
 from .deploy.plan import DeployPlan, plan_for_graph
 from .ir.nirfile import read_graph
+from .training.checkpoint import load_checkpoint, model_from_checkpoint
 
 BACKENDS = ("torch", "lava-float", "lava-fixed", "lava-fused", "loihi2")
 FUSED_LANES = 64
@@ -62,7 +63,6 @@ def load_plan(source) -> DeployPlan:
     path = Path(source)
     if path.suffix == ".pt":
         from .ir.export import export_model  # the model zoo (norse) only for checkpoints
-        from .training.checkpoint import load_checkpoint, model_from_checkpoint
 
         graph = export_model(model_from_checkpoint(load_checkpoint(path), str(path)).double())
     else:
@@ -102,7 +102,7 @@ class Session:
 
         mode = backend.removeprefix("lava-")
         if mode in ("fixed", "loihi2"):
-            from .lava.quantise import QuantisedPlan
+            from .lava.quantise import QuantisedPlan  # the fixed-point backends only
 
             self.quantised = QuantisedPlan(self.plan)
         self.network = LavaNetwork(self.plan, self.max_latency, mode=mode, capacity=capacity,

@@ -47,6 +47,25 @@ def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
     return targets - {name}
 
 
+def unresolved_imports() -> list[str]:
+    """Imports of slt_deploy modules that name no module or symbol of the package
+    (a relative import beyond the top level, or a moved module)."""
+    known = modules()
+    problems = []
+    for name, path in known.items():
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                if node.level > len(package):
+                    problems.append(f"{name}:{node.lineno} goes beyond the top-level package")
+                    continue
+                base = package[: len(package) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+                if module not in known:
+                    problems.append(f"{name}:{node.lineno} imports {module}, which does not exist")
+    return problems
+
+
 def graph() -> dict[str, set[str]]:
     known = modules()
     return {name: imports(name, path, known) for name, path in known.items()}
@@ -60,6 +79,11 @@ def stage(module: str) -> int | None:
 def test_every_module_belongs_to_a_stage():
     unplaced = [name for name in modules() if name != "slt_deploy" and name.split(".")[1] not in STAGES]
     assert not unplaced, f"modules outside the pipeline stages: {unplaced}"
+
+
+def test_every_relative_import_names_a_module_of_the_package():
+    problems = unresolved_imports()
+    assert not problems, "; ".join(problems)
 
 
 def test_the_import_graph_has_no_cycle():

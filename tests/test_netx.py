@@ -56,12 +56,12 @@ def shipped(name: str, samples: int):
 def test_slayer_forward_is_our_neuron_within_slayer_quantisation(name, tmp_path):
     graph, plan, x, labels = shipped(name, 120)
     _, io = netx_network_for(plan, tmp_path / "net.net", T)
-    outputs = slayer_outputs(plan, x, T)
+    outputs = slayer_outputs(plan, x, T).outputs
     # bit for bit: slayer == our float64 neuron with slayer's quantised weights and biases
-    assert np.abs(outputs - chain_forward(io.quantised, x)).max() <= 1e-9
+    assert np.abs(outputs - chain_forward(io.quantised, x).outputs).max() <= 1e-9
     # ... and that simulator is our reference on the unquantised plan
     reference = simulate(graph, "torch", x).outputs
-    assert np.abs(chain_forward(plan, x) - reference).max() <= 1e-9
+    assert np.abs(chain_forward(plan, x).outputs - reference).max() <= 1e-9
     # the quantisation is slayer's: even mantissas of step 2/S, at most 1/S off
     for scale, before, after in zip(io.scales, plan.projections, io.quantised.projections):
         mantissa = after.weight * scale
@@ -94,7 +94,7 @@ def test_netx_on_lava_equals_slayer_and_predicts_like_our_fixed_point_graph(name
         network, io = netx_network_for(plan, tmp_path / f"{readout}.net", T)
         if expected is None:
             mask = np.arange(T)[None, :] < LATENCIES[:, None]
-            expected = chain_forward(io.quantised, x) * mask[..., None]
+            expected = chain_forward(io.quantised, x).outputs * mask[..., None]
         # capacity 5: 7 + 5 samples in three Lava runs (5, 2, 5): the ring buffers wrap
         with NetxRunner(network, io, capacity=5, readout=readout, lifetime=len(x)) as runner:
             first = runner.run(x[:7], LATENCIES[:7]).outputs

@@ -281,7 +281,7 @@ def test_lava_dl_netx_path_against_ours(which, request, tmp_path, no_leaks):
     requantised = [np.abs(a.weight - b.weight).max() for a, b in zip(plan.projections, io.quantised.projections)]
     with NetxRunner(network, io, capacity=LAVA_SAMPLES, readout="current") as runner:
         netx = runner.run(xs[:LAVA_SAMPLES]).outputs
-    netx_all = chain_forward(io.quantised, xs)
+    netx_all = chain_forward(io.quantised, xs).outputs
     assert np.abs(netx - netx_all[:LAVA_SAMPLES]).max() <= 1e-9  # netx computes exactly its quantised plan
     ours = simulate(graph, "lava-float", xs[:LAVA_SAMPLES]).outputs  # our NIR on our Lava float graph
     slayer, _ = _slayer_forward(model, x)  # equals ours (previous test), on all 360 samples

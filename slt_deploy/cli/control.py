@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 
 from ..core.errors import UserError
+from ..core.files import check_output_folder, write_json
+from ..energy.profile import graph_stream
+from ..ir.nirfile import metadata_json, read_graph
+from ..report import check_profile, controller_table, judge, mission_timeline, rich_table
+from ..runtime.controller import (
+    Budget, check_budget, Controller, EnergyProfile, LavaEngine, make_policy, MEASURES, POLICIES, run_mission,
+    TorchEngine)
+from ..runtime.evaluation import calibrate
 from .app import _progress, app, console, out
 
 MAX_INFERENCES = 10_000_000
@@ -37,19 +47,6 @@ def control(
     output: Path = typer.Option(Path("runs/control"), "--output", "-o", help="Folder for the JSON, tables and PNGs."),
 ):
     """Run inferences on an energy budget, choosing each one's latency (or judge the policies)."""
-    import math
-
-    import numpy as np
-
-    from ..core.files import check_output_folder, write_json
-    from ..ir.nirfile import metadata_json, read_graph
-    from ..energy.profile import graph_stream
-    from ..report import check_profile, controller_table, mission_timeline, rich_table
-    from ..runtime.controller import (
-        MEASURES, POLICIES, Budget, Controller, EnergyProfile, LavaEngine, TorchEngine, check_budget,
-        make_policy, run_mission)
-    from ..runtime.evaluation import calibrate
-
     if backend not in ("torch", "lava-float", "lava-fixed", "lava-fused"):
         raise UserError(f"unknown backend '{backend}': choose lava-fused, lava-float, lava-fixed or torch")
     if measure not in MEASURES:
@@ -63,8 +60,6 @@ def control(
         check_profile(stored, f"the energy profile in {model}")
     profile = EnergyProfile.from_graph(graph)
     if evaluate:
-        from ..report import judge
-
         with _progress() as bar:
             task = bar.add_task("judging policies", total=None)
             result = judge(graph, output, data, split, samples, budgets, measure,

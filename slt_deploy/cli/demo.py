@@ -21,14 +21,21 @@ from typing import Optional
 import numpy as np
 import typer
 
-from ..training.checkpoint import load_checkpoint, model_from_checkpoint
-from ..data.splits import load_split
 from ..core.errors import UserError
-from ..training.evaluation import latency_profile
-from ..core.files import write_json, write_text
-from ..report import markdown_table, plot_accuracy_per_latency, rich_table
-from ..training.slt import new_run, resume_run, train, with_settings
+from ..core.files import check_output_folder, safe_name, write_json, write_text
+from ..data.splits import load_split
+from ..energy.counts import count_operations
+from ..energy.hardware import load_hardware
+from ..energy.profile import graph_stream, noisy_streams, parse_noise, profile_model, store_in_graph
+from ..ir.export import export_model
+from ..ir.nirfile import read_graph, write_graph
 from ..models.zoo import load_recipe
+from ..readout import predictions
+from ..report import energy_report, judge, markdown_table, plot_accuracy_per_latency, rich_table
+from ..simulation import simulate
+from ..training.checkpoint import load_checkpoint, model_from_checkpoint
+from ..training.evaluation import latency_profile
+from ..training.slt import new_run, resume_run, train, with_settings
 from .app import _progress, app, console, out
 
 LABELS = {("slt", "tet"): "SLT-TET", ("fixed", "tet"): "TET", ("slt", "sdt"): "SLT-SDT", ("fixed", "sdt"): "SDT"}
@@ -118,16 +125,6 @@ def deploy_stage(model: str, output: Path, console, out, progress_factory) -> di
     export, Lava float against PyTorch, Lava fixed point, energy profiles
     (77 fJ/SOP) with noise, a side-by-side report, and the runtime controller
     judged against the profile hull and the per-input oracle."""
-    from ..readout import predictions
-    from ..simulation import simulate
-    from ..energy.counts import count_operations
-    from ..energy.hardware import load_hardware
-    from ..ir.export import export_model
-    from ..ir.nirfile import write_graph
-    from ..energy.profile import graph_stream, noisy_streams, parse_noise, profile_model, store_in_graph
-    from ..report import energy_report
-    from ..report import judge
-
     hardware = load_hardware("qiao2015")
     noises = [parse_noise(text) for text in ("gaussian:0.2", "dropout:0.3", "jitter:1")]
     summary: dict = {"graphs": {}}
@@ -180,7 +177,6 @@ def deploy_stage(model: str, output: Path, console, out, progress_factory) -> di
                   f"{p['energy_mj']['mean'][0]:.2e} / {p['energy_mj']['mean'][-1]:.2e} mJ per inference (77 fJ/SOP)")
     with progress_factory() as bar:
         bar.add_task("runtime controller: policies vs hull and oracle", total=None)
-        from ..ir.nirfile import read_graph
 
         result = judge(read_graph(output / "SLT-TET.nir"), output / "control")
     middle = result["rows"][len(result["rows"]) // 2]
@@ -204,8 +200,6 @@ def demo(
     output: Path = typer.Option(Path("runs/demo"), "--output", "-o", help="Folder for checkpoints and reports."),
 ):
     """The main job: SLT vs fixed-latency training on rate-encoded digits, then NIR, Lava, energy and the controller."""
-    from ..core.files import check_output_folder, safe_name
-
     if safe_name(model) != model:  # the demo names its checkpoints after --model, inside --output
         raise UserError(f"demo --model takes a recipe name (models/<name>.toml, or <name>.toml in this folder), "
                         f"not a path: '{model}'")

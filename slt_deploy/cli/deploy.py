@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 
+from ..core.environment import environment_report
 from ..core.errors import UserError
+from ..core.files import atomic_path, check_output_file, require_file
 from ..core.latency import check_latency
+from ..data.splits import evaluation_inputs, load_split
+from ..ir.graph import analyse
+from ..ir.nirfile import graph_dt, read_graph
+from ..readout import predictions
+from ..report import rich_table
+from ..simulation import simulate
 from .app import _check_latency, _not_an_input, _progress, app, console, out
 
 
@@ -27,18 +37,7 @@ def run(
     input_kind: Optional[str] = typer.Option(None, help="spikes | analog: what the input is (default: metadata, else spikes)."),
 ):
     """Run a NIR graph on Lava (float, fixed point, Loihi 2) or PyTorch: accuracy and per-sample outputs."""
-    import time
-
-    import numpy as np
-
-    from ..readout import predictions
-    from ..simulation import simulate
-    from ..ir.nirfile import graph_dt, read_graph
-    from ..report import rich_table
-
     if output_file is not None:
-        from ..core.files import check_output_file
-
         _not_an_input(output_file, model, input_file)
         check_output_file(output_file, "output file")
     _check_latency(latency)
@@ -49,8 +48,6 @@ def run(
     if (data is None) == (input_file is None):
         raise UserError("give exactly one of --data (a dataset) or --input (an .npy file)")
     if input_file is not None:
-        from ..core.files import require_file
-
         try:
             x = np.load(require_file(input_file, "input file"), allow_pickle=False)
         except (ValueError, EOFError, OSError) as exc:  # a pickle, a truncated or an empty file
@@ -59,12 +56,9 @@ def run(
             raise UserError(f"{input_file} holds {x.dtype} values, not numbers")
         T = int(x.shape[1]) if x.ndim >= 2 else 0
     else:
-        from ..data.splits import evaluation_inputs, load_split
-
         T = int(meta.get("latency_T", latency or 0))  # foreign graphs: --latency sets T
         if T < 1:
             raise UserError("the graph has no latency_T in its metadata: give --latency")
-        from ..ir.graph import analyse
 
         flat = analyse(graph)
         dataset = load_split(data, split, flat.shapes[flat.input_name], frames=T)
@@ -95,8 +89,6 @@ def run(
         q_rows = [(r["layer"], r["kind"], _quant_summary(r)) for r in result.quantisation]
         out.print(rich_table(("layer", "kind", "quantisation"), q_rows, "fixed-point quantisation per layer"))
     if output_file is not None:
-        from ..core.files import atomic_path
-
         with atomic_path(output_file) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, result.outputs)
@@ -115,8 +107,6 @@ def _quant_summary(row: dict) -> str:
 @app.command()
 def info():
     """Versions of the toolchain, whether Lava imports, whether Loihi 2 is present."""
-    from ..core.environment import environment_report
-
     for key, value in environment_report().items():
         out.print(f"{key:>16}: {value}")
 

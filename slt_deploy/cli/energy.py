@@ -8,18 +8,19 @@ from typing import Optional
 import typer
 
 from ..core.errors import UserError
+from ..core.files import check_output_file, check_output_folder, read_json, require_file, write_json
+from ..energy.hardware import load_hardware
+from ..energy.profile import graph_stream, noisy_streams, parse_noise, profile_model, profile_table, store_in_graph
+from ..ir.export import export_model
+from ..ir.nirfile import read_graph, write_graph
+from ..report import check_profile, energy_report, rich_table
+from ..training.checkpoint import load_checkpoint, model_from_checkpoint
 from .app import _check_latency, _not_an_input, _progress, app, console, out
 
 
 def graph_of(model: Path, nir_out: Optional[Path]):
     """(graph, where its profile goes) for a .nir file or a checkpoint."""
-    from ..ir.nirfile import read_graph
-
     if model.suffix == ".pt":
-        from ..training.checkpoint import load_checkpoint, model_from_checkpoint
-        from ..ir.export import export_model
-        from ..core.files import read_json
-
         network = model_from_checkpoint(load_checkpoint(model), str(model))
         profile_path = model.with_suffix(".eval.json")
         accuracy = read_json(profile_path, "accuracy profile") if profile_path.is_file() else None
@@ -44,13 +45,6 @@ def profile(
     dt: Optional[float] = typer.Option(None, help="Simulation step in seconds (graphs without dt)."),
 ):
     """Accuracy, SOP, MAC, energy (mJ) and firing rates for every latency t = 1..T."""
-    from ..energy.hardware import load_hardware
-    from ..core.files import check_output_file, require_file, write_json
-    from ..ir.nirfile import write_graph
-    from ..energy.profile import (
-        graph_stream, noisy_streams, parse_noise, profile_model, profile_table, store_in_graph)
-    from ..report import rich_table
-
     _check_latency(latency)
     require_file(model, "checkpoint" if model.suffix == ".pt" else "NIR file")
     json_path = output or model.with_suffix(".profile.json")
@@ -91,9 +85,6 @@ def report(
     output: Path = typer.Option(Path("runs/report"), "--output", "-o", help="Folder for report.md and the PNGs."),
 ):
     """Markdown + PNG report: energy vs latency, accuracy vs energy (Pareto front), SOP per layer."""
-    from ..core.files import check_output_folder, read_json
-    from ..report import check_profile, energy_report
-
     if not 1 <= len(profiles) <= 2:
         raise UserError("give one profile, or two to compare side by side")
     check_output_folder(output, "report folder")

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from ..core.errors import UserError
+from ..core.files import check_output_file, read_json, require_file, safe_name, write_json
+from ..data.events import download_data
+from ..data.splits import load_split
+from ..ir.export import export_model
+from ..ir.nirfile import write_graph
+from ..models.zoo import load_recipe, recipe_from_dict
+from ..report import plot_accuracy_per_latency, rich_table
+from ..training.checkpoint import load_checkpoint, model_from_checkpoint
+from ..training.distributed import Context, launch
+from ..training.evaluation import latency_profile
+from ..training.slt import (
+    distributed_worker, new_run, resume_run, train as train_run, validate_settings, with_settings)
 from .app import _check_latency, _not_an_input, _progress, app, console, out
 
 
 def _default_checkpoint_path(recipe) -> Path:
-    from ..core.files import safe_name
-
     s = recipe.train
     framework = "" if recipe.framework == "norse" else f"-{recipe.framework}"
     # the recipe's name comes from a user file: it becomes one file name inside runs/, never a path
@@ -41,14 +53,6 @@ def train(
     download: bool = typer.Option(False, "--download", help="Download the event data set (dvsgesture, cifar10dvs, nmnist) if it is not on disk."),
 ):
     """Train a model with SLT (or a fixed latency); writes a checkpoint after every epoch."""
-    import math
-    import os
-
-    from ..core.files import check_output_file
-    from ..training.slt import (
-        distributed_worker, new_run, resume_run, train as train_run, validate_settings, with_settings)
-    from ..models.zoo import load_recipe
-
     for option, value in (("--lr", lr), ("--lambda", lam)):
         if value is not None and not math.isfinite(value):
             raise UserError(f"{option} must be a finite number, got {value}")
@@ -66,16 +70,12 @@ def train(
         if stored != run.recipe:
             raise UserError("--resume continues a run with its own settings: drop the options that differ from it")
         if download:
-            from ..data.events import download_data
-
             download_data(run.recipe.dataset)
         path = output or resume
         check_output_file(path, "checkpoint")
     else:
         recipe = with_settings(load_recipe(model), **overrides)
         if download:
-            from ..data.events import download_data
-
             download_data(recipe.dataset)
         validate_settings(recipe.train)  # before a download or any output
         path = output or _default_checkpoint_path(recipe)
@@ -96,14 +96,10 @@ def train(
         if world > 1:  # this process is one rank of a torchrun job
             distributed_worker(*arguments)
         else:
-            from ..training.distributed import launch
-
             launch(nproc, distributed_worker, *arguments)
         console.print(f"done: checkpoint {path}")
         return
     if device != "cpu":
-        from ..training.distributed import Context
-
         run = (resume_run(resume, Context(device=device)) if resume is not None
                else new_run(run.recipe, context=Context(device=device)))
     with _progress() as bar:
@@ -124,13 +120,6 @@ def evaluate(
                                           help="JSON path (default: <checkpoint>.eval.json); a PNG goes beside it."),
 ):
     """Accuracy at every latency t = 1..T: a table, a JSON profile and a PNG plot."""
-    from ..training.checkpoint import load_checkpoint, model_from_checkpoint
-    from ..data.splits import load_split
-    from ..training.evaluation import latency_profile
-    from ..core.files import check_output_file, require_file, write_json
-    from ..report import plot_accuracy_per_latency, rich_table
-    from ..models.zoo import recipe_from_dict
-
     json_path = check_output_file(output or require_file(checkpoint, "checkpoint").with_suffix(".eval.json"),
                                   "accuracy profile")
     if json_path.suffix == ".png":
@@ -160,11 +149,6 @@ def export(
     profile: Optional[Path] = typer.Option(None, help="Accuracy profile JSON (default: <checkpoint>.eval.json if present)."),
 ):
     """Export a checkpoint as a NIR graph (BatchNorm folded, LIF as nir.LIF, readout Affine -> Output)."""
-    from ..training.checkpoint import load_checkpoint, model_from_checkpoint
-    from ..ir.export import export_model
-    from ..core.files import check_output_file, read_json
-    from ..ir.nirfile import write_graph
-
     _not_an_input(output, checkpoint, profile)
     check_output_file(output, "NIR file")
     model = model_from_checkpoint(load_checkpoint(checkpoint), str(checkpoint))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
+from .compat import import_lava, lava_status
+
 PACKAGES = ("torch", "norse", "nir", "nirtorch", "lava-nc", "lava-dl", "tonic", "numpy")
 
 
@@ -17,17 +19,13 @@ def package_version(name: str) -> str:
 
 def loihi2_available() -> bool:
     """True only when Lava's own check finds the Loihi 2 compiler and board."""
-    from .compat import import_lava
-
     import_lava()
-    from lava.utils.system import Loihi2
+    from lava.utils.system import Loihi2  # Lava only for this check
 
     return bool(Loihi2.is_loihi2_available)
 
 
 def environment_report() -> dict[str, str]:
-    from .compat import lava_status
-
     report = {"python": platform.python_version()}
     report.update({name: package_version(name) for name in PACKAGES})
     status = lava_status(with_dl=True)

@@ -66,10 +66,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from rich.progress import track
 from threadpoolctl import threadpool_limits
 
-from .splits import SPLITS, Split, _digits_arrays, register_loader
 from ..core.errors import UserError
+from ..core.files import atomic_path
+from .splits import SPLITS, Split, _digits_arrays, register_loader
 
 EVENT_DTYPE = np.dtype([("x", int), ("y", int), ("t", int), ("p", int)])
 """tonic's event dtype for N-MNIST (``tonic.datasets.NMNIST.dtype``): x, y in
@@ -295,7 +297,7 @@ class EventsToFrames:
     duration_us: int | None = None
 
     def __call__(self, events: np.ndarray) -> torch.Tensor:
-        from tonic.transforms import ToFrame
+        from tonic.transforms import ToFrame  # tonic only when frames are made
 
         width, height, polarities = self.sensor_size
         if len(events) == 0:
@@ -435,7 +437,7 @@ def preprocessing(spec: TonicSet, frames: int = DEFAULT_FRAMES):
     """The paper's evaluation-time preprocessing of one recording: events ->
     ``frames`` frames (tonic ToFrame) -> resized to 48x48 for the 128x128
     sets. A tonic ``Compose``; returns float32 [frames, 2, H, W]."""
-    from tonic.transforms import Compose
+    from tonic.transforms import Compose  # tonic only for its data sets
 
     steps = [EventsToFrames(spec.sensor_size, _check_frames(frames))]
     if spec.resize is not None:
@@ -447,7 +449,7 @@ def _open_tonic(spec: TonicSet, train: bool | None, download: bool):
     """tonic's data set object. Unless ``download``, a missing copy raises a
     UserError where tonic would start downloading (tonic's own check of
     what is on disk decides)."""
-    import tonic.datasets
+    import tonic.datasets  # tonic only for its data sets
 
     folder = data_root() / spec.name
     cls = getattr(tonic.datasets, spec.tonic_class)
@@ -481,7 +483,7 @@ def download_data(name: str) -> Path:
 
 def _held_out(labels: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """Positions (kept, held out): a stratified ``fraction`` held out, fixed."""
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import train_test_split  # scikit-learn only to split recordings
 
     positions = np.arange(len(labels))
     kept, held = train_test_split(positions, test_size=fraction, stratify=labels, random_state=0)
@@ -508,8 +510,6 @@ def _recordings(spec: TonicSet, split: str):
 
 
 def _preprocess(spec: TonicSet, split: str, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
-    from rich.progress import track
-
     dataset, indices = _recordings(spec, split)
     transform = preprocessing(spec, frames)
     inputs = torch.empty(len(indices), frames, *spec.frame_shape())
@@ -528,8 +528,6 @@ def _preprocess(spec: TonicSet, split: str, frames: int) -> tuple[torch.Tensor, 
 def _tonic_split(name: str, split: str, frames: int, root: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(inputs, labels) of a split: from the frame cache, else preprocessed and
     cached (float16 on disk; the same rounded values are returned either way)."""
-    from ..core.files import atomic_path
-
     spec = TONIC_SETS[name]
     path = Path(root) / spec.name / f"frames-T{frames}-{split}.pt"
     if path.is_file():

@@ -66,8 +66,8 @@ class Split:
 
 @lru_cache(maxsize=None)
 def _digits_arrays() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    from sklearn.datasets import load_digits  # scikit-learn only when digits are first loaded
+    from sklearn.model_selection import train_test_split  # (cached afterwards)
 
     digits = load_digits()
     images = (digits.data / 16.0).astype(np.float32)

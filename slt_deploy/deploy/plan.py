@@ -43,8 +43,8 @@ import torch
 import torch.nn.functional as F
 
 from ..core.errors import UserError
-from ..ir.nirfile import graph_dt
 from ..ir.graph import NEURON_TYPES, SPIKING_TYPES, FlatGraph, analyse, conv_geometry, linear_op, pool_geometry
+from ..ir.nirfile import graph_dt
 from ..neuron import NeuronParameters, nir_neuron
 
 DENSE_LIMIT = 50_000_000

@@ -32,10 +32,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..simulation import samples_per_batch
+from ..core.errors import UserError
 from ..deploy.plan import DeployPlan
 from ..deploy.synapses import fanout
-from ..core.errors import UserError
+from ..simulation import samples_per_batch
 
 
 # --------------------------------------------------------------------------- counting

@@ -25,7 +25,9 @@ import numpy as np
 import torch
 
 from ..core.errors import UserError
+from ..data.splits import encode, EVAL_SEED, evaluation_inputs, load_split
 from ..deploy.plan import DeployPlan
+from ..ir.graph import analyse
 from ..readout import accuracy_per_latency
 from ..simulation import session_for, simulate
 from .counts import OperationCounts, counted_run
@@ -82,9 +84,6 @@ def noisy_events(frames: np.ndarray, noise: Noise) -> np.ndarray:
 def graph_stream(graph, data: str, split: str, samples: int | None = None, latency: int | None = None):
     """Evaluation inputs for a deployed graph: (x [N, T, *input shape], labels [N],
     the split, its encoding). T is ``latency`` or the graph's ``latency_T``."""
-    from ..data.splits import evaluation_inputs, load_split
-    from ..ir.graph import analyse
-
     meta = graph.metadata or {}
     T = int(latency or meta.get("latency_T", 0))
     if T < 1:
@@ -101,8 +100,6 @@ def graph_stream(graph, data: str, split: str, samples: int | None = None, laten
 
 def noisy_streams(dataset, x: np.ndarray, encoding: str, noises: list[Noise]) -> dict[str, np.ndarray]:
     """The evaluation inputs under each noise (same samples, same seeds)."""
-    from ..data.splits import EVAL_SEED, encode
-
     noisy = {}
     for noise in noises:
         if noise.kind == "gaussian":

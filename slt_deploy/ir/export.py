@@ -33,13 +33,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import nir
 import numpy as np
 import torch
 from torch import nn
 
 from ..core import __version__
-from ..neuron import nir_lif_parameters, norse_input_gain
 from ..models.zoo import AvgPool, Flatten, ResidualBlock, SpikingLayer, SpikingNetwork
+from ..neuron import nir_lif_parameters, norse_input_gain
 
 
 def _fold_batchnorm(weight: torch.Tensor, norm: nn.Module) -> tuple[np.ndarray, np.ndarray]:
@@ -53,8 +54,6 @@ def _fold_batchnorm(weight: torch.Tensor, norm: nn.Module) -> tuple[np.ndarray, 
 
 class _GraphBuilder:
     def __init__(self, model: SpikingNetwork):
-        import nir
-
         self.nir = nir
         self.model = model
         recipe = model.recipe
@@ -190,8 +189,6 @@ def export_model(model: SpikingNetwork, profile: dict | None = None, extra_metad
 
     ``profile`` (e.g. the JSON written by ``slt-deploy eval``) is stored in the
     metadata as ``accuracy_profile_json``."""
-    import nir
-
     model = model.eval()
     recipe = model.recipe
     if getattr(model, "framework", "norse") == "lava-dl":  # slayer-trained: its quantised W_q, b_q

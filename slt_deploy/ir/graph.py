@@ -16,7 +16,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import nir
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from ..core.errors import UserError
 
@@ -83,8 +86,6 @@ def _kind(node) -> str:
 def _inline(graph, prefix: str, nodes: dict, edges: list) -> tuple[str | None, str | None]:
     """Copy ``graph``'s nodes into ``nodes`` (sub-graphs inlined, names
     prefixed); returns the names of its Input and Output nodes."""
-    import nir
-
     entry = exit_ = None
     renamed = {}
     for name, node in graph.nodes.items():
@@ -270,8 +271,6 @@ def pool_geometry(node, name: str, in_shape: tuple[int, ...]):
 
 
 def _tensor(value):
-    import torch
-
     return torch.as_tensor(np.asarray(value, dtype=np.float64))
 
 
@@ -299,8 +298,6 @@ def _flatten(node, name, in_shape, out_shape, with_bias):
 
 
 def _conv2d(node, name, in_shape, out_shape, with_bias):
-    import torch.nn.functional as F
-
     stride, padding, dilation, groups, _ = conv_geometry(node, name, in_shape)
     weight = _tensor(node.weight)
     bias = _tensor(node.bias).expand(weight.shape[0]) if with_bias else None
@@ -308,22 +305,17 @@ def _conv2d(node, name, in_shape, out_shape, with_bias):
 
 
 def _pool(node, name, in_shape, out_shape, with_bias, summed: bool):
-    import torch.nn.functional as F
-
     kernel, stride, padding, _ = pool_geometry(node, name, in_shape)
     area = kernel[0] * kernel[1] if summed else 1
     return lambda x: F.avg_pool2d(x, kernel, stride, padding, count_include_pad=True) * area
 
 
-@functools.lru_cache(maxsize=None)
-def _linear_handlers() -> dict:
-    import nir
-
-    return {
-        nir.Input: _identity, nir.Output: _identity, Identity: _identity,
-        nir.Affine: _affine, nir.Linear: _linear, nir.Scale: _scale, nir.Flatten: _flatten, nir.Conv2d: _conv2d,
-        nir.SumPool2d: functools.partial(_pool, summed=True), nir.AvgPool2d: functools.partial(_pool, summed=False),
-    }
+LINEAR_HANDLERS = {
+    nir.Input: _identity, nir.Output: _identity, Identity: _identity,
+    nir.Affine: _affine, nir.Linear: _linear, nir.Scale: _scale, nir.Flatten: _flatten, nir.Conv2d: _conv2d,
+    nir.SumPool2d: functools.partial(_pool, summed=True), nir.AvgPool2d: functools.partial(_pool, summed=False),
+}
+"""NIR node class -> the function of its summed input (see :func:`linear_op`)."""
 
 
 def linear_op(flat: FlatGraph, name: str, with_bias: bool = True):
@@ -334,7 +326,7 @@ def linear_op(flat: FlatGraph, name: str, with_bias: bool = True):
     node = flat.nodes[name]
     sources = [s for s in flat.sources(name) if (s, name) not in flat.back_edges] or flat.sources(name)
     in_shape = flat.shapes[sources[0]] if sources else flat.shapes[name]
-    return _linear_handlers()[type(node)](node, name, in_shape, flat.shapes[name], with_bias)
+    return LINEAR_HANDLERS[type(node)](node, name, in_shape, flat.shapes[name], with_bias)
 
 
 def neuron_shape(node, name: str) -> tuple[int, ...]:
@@ -411,22 +403,19 @@ def _neuron_shape(node, name, kind, in_shape):
     return in_shape
 
 
-@functools.lru_cache(maxsize=None)
-def _shape_handlers() -> dict:
-    import nir
-
-    return {
-        nir.Output: _same_shape, Identity: _same_shape, nir.Affine: _matrix_shape, nir.Linear: _matrix_shape,
-        nir.Scale: _scale_shape, nir.Conv2d: _conv_shape, nir.SumPool2d: _pool_shape, nir.AvgPool2d: _pool_shape,
-        nir.Flatten: _flatten_shape, nir.LIF: _neuron_shape, nir.IF: _neuron_shape, nir.LI: _neuron_shape,
-        nir.CubaLIF: _neuron_shape, nir.CubaLI: _neuron_shape,
-    }
+SHAPE_HANDLERS = {
+    nir.Output: _same_shape, Identity: _same_shape, nir.Affine: _matrix_shape, nir.Linear: _matrix_shape,
+    nir.Scale: _scale_shape, nir.Conv2d: _conv_shape, nir.SumPool2d: _pool_shape, nir.AvgPool2d: _pool_shape,
+    nir.Flatten: _flatten_shape, nir.LIF: _neuron_shape, nir.IF: _neuron_shape, nir.LI: _neuron_shape,
+    nir.CubaLIF: _neuron_shape, nir.CubaLI: _neuron_shape,
+}
+"""NIR node class -> the shape its output takes for an input shape."""
 
 
 def _output_shape(flat: FlatGraph, name: str, in_shape: tuple[int, ...]) -> tuple[int, ...]:
     """The shape node ``name`` gives for input ``in_shape`` (one handler per NIR node class)."""
     node = flat.nodes[name]
-    return _shape_handlers()[type(node)](node, name, flat.kinds[name], in_shape)
+    return SHAPE_HANDLERS[type(node)](node, name, flat.kinds[name], in_shape)
 
 
 def _infer_shapes(flat: FlatGraph) -> None:

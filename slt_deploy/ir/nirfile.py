@@ -17,11 +17,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+import h5py
+import nir
 import numpy as np
 
 from ..core.errors import UserError
-from ..core.latency import check_latency
 from ..core.files import atomic_path, require_file
+from ..core.latency import check_latency
 
 MAX_ARRAY_BYTES = 400_000_000
 """Largest array a NIR file may hold (5*10^7 float64 values, the largest
@@ -66,8 +68,6 @@ def _check_sizes(path: Path) -> None:
     """Refuse a file that declares an array too large to read (HDF5 can
     declare a 10^12-element dataset in a few bytes): checked before NIR's
     reader allocates it."""
-    import h5py
-
     def check(name: str, item) -> None:
         if isinstance(item, h5py.Dataset) and item.nbytes > MAX_ARRAY_BYTES:
             raise UserError(f"{path} declares an array '{name}' of shape {list(item.shape or ())} "
@@ -80,9 +80,6 @@ def _check_sizes(path: Path) -> None:
 def read_graph(path: str | os.PathLike):
     """A ``nir.NIRGraph`` from ``path``, with its metadata decoded to plain
     Python values (str, int, float, arrays)."""
-    import h5py
-    import nir
-
     path = require_file(path, "NIR file")
     try:
         if not h5py.is_hdf5(path):
@@ -105,8 +102,6 @@ def read_graph(path: str | os.PathLike):
 
 def write_graph(graph, path: str | os.PathLike) -> Path:
     """Write ``graph`` to ``path`` atomically (HDF5, NIR's own writer)."""
-    import nir
-
     for key, value in (graph.metadata or {}).items():
         if not isinstance(value, (str, int, float, bool, np.ndarray, np.generic)):
             raise TypeError(f"metadata {key!r} must be a number or a string, got {type(value).__name__}")

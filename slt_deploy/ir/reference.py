@@ -37,14 +37,22 @@ from ..neuron import NeuronParameters, lif_step, nir_neuron
 from .graph import NEURON_TYPES, FlatGraph, analyse, linear_op
 
 
+def _parameter(value, shape: tuple[int, ...]):
+    """A neuron parameter as a float when it is the same for every neuron, else a float64 tensor of ``shape``."""
+    array = np.asarray(value, dtype=np.float64)
+    if array.size and np.all(array == array.ravel()[0]):
+        return float(array.ravel()[0])
+    return torch.as_tensor(array).expand(shape)
+
+
 def _neuron_update(p: NeuronParameters, shape: tuple[int, ...]):
     """update(current, (i, v)) -> (output, (i, v)) of a neuron node: its spikes, or v when it does not spike."""
     spiking = p.spiking
-    p = NeuronParameters(**{f.name: torch.as_tensor(np.asarray(getattr(p, f.name), dtype=np.float64)).expand(shape)
-                            for f in fields(NeuronParameters)})
+    p = NeuronParameters(**{f.name: _parameter(getattr(p, f.name), shape) for f in fields(NeuronParameters)})
+    gain = p.gain
 
     def update(current, state):
-        spikes, state = lif_step(p.gain * current, state, p)
+        spikes, state = lif_step(current if isinstance(gain, float) and gain == 1.0 else gain * current, state, p)
         return (spikes if spiking else state[1]), state
 
     return update

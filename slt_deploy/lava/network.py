@@ -35,16 +35,21 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..deploy.plan import DeployPlan
-from ..core.errors import UserError
-from ..core.result import Simulation
-from ..core.latency import check_latencies, check_latency
 from ..core.compat import import_lava
+from ..core.errors import UserError
+from ..core.latency import check_latencies, check_latency
+from ..core.result import Simulation
+from ..deploy.plan import DeployPlan
 from ..neuron import lif_step
 from .process import (CANONICAL_FLOAT_MODELS, DeployedNetwork, build_per_layer, fused_buffer_shapes,
                       recorded_populations)
 from .shared import SharedArrays
 from .watchdog import WatchedRuntime, default_step_seconds
+
+import_lava()  # Lava is imported only through the Python 3.11 compat layer
+from lava.magma.core.run_conditions import RunSteps  # noqa: E402
+from lava.magma.core.run_configs import Loihi2HwCfg, Loihi2SimCfg  # noqa: E402
+from ..core.environment import loihi2_available
 
 LAVA_MODES = ("float", "fixed", "loihi2", "fused")
 
@@ -55,9 +60,6 @@ def run_config(mode: str):
     """The Lava run configuration of ``mode``: the per-layer graph in float or
     fixed point on the CPU simulator, on Loihi 2 hardware when Lava finds it,
     or the fused CPU model."""
-    import_lava()
-    from lava.magma.core.run_configs import Loihi2SimCfg
-
     if mode == "float":
         return Loihi2SimCfg(select_tag="floating_pt", select_sub_proc_model=True,
                             exception_proc_model_map=dict(CANONICAL_FLOAT_MODELS))
@@ -66,15 +68,11 @@ def run_config(mode: str):
     if mode == "fused":
         return Loihi2SimCfg(select_tag="fused")
     if mode == "loihi2":
-        from ..core.environment import loihi2_available
-
         if not loihi2_available():
             raise UserError(
                 "Loihi 2 hardware is not available here (lava.utils.system.Loihi2.is_loihi2_available "
                 "is False): use --backend lava-float or lava-fixed"
             )
-        from lava.magma.core.run_configs import Loihi2HwCfg
-
         return Loihi2HwCfg(select_sub_proc_model=True)
     raise UserError(f"unknown Lava mode '{mode}': choose one of {', '.join(LAVA_MODES)}")
 
@@ -105,7 +103,6 @@ class LavaNetwork(WatchedRuntime):
             raise ValueError("fixed-point modes need a quantised plan")
         if mode != "fused" and lanes != 1:
             raise ValueError("only the fused model runs several lanes")
-        import_lava()
         self.plan, self.mode, self.quantised = plan, mode, quantised
         self.max_latency = int(max_latency)
         depth = max([plan.output_depth] + [p.depth for p in plan.populations.values()])
@@ -141,8 +138,6 @@ class LavaNetwork(WatchedRuntime):
             self.frames, self.outputs = graph.source.data, graph.output_sink.data
             self._spike_vars = lambda: {name: sink.data for name, sink in graph.spike_sinks.items()}
             if mode == "float":  # without the enclosing process there is no sub-model to select
-                from lava.magma.core.run_configs import Loihi2SimCfg
-
                 self.run_cfg = Loihi2SimCfg(select_tag="floating_pt",
                                             exception_proc_model_map=dict(CANONICAL_FLOAT_MODELS))
         else:
@@ -210,8 +205,6 @@ class LavaNetwork(WatchedRuntime):
         return data[lane][:, steps % self.buffer].T
 
     def _run_chunk(self, x, latencies, outputs, spikes, counters=None) -> None:
-        from lava.magma.core.run_conditions import RunSteps
-
         data = self._frames(x, latencies)
         data = data.reshape(-1, self.buffer)  # lanes stacked along the rows
         if self.shared is not None:

@@ -59,20 +59,30 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import h5py
 import numpy as np
 import torch
 
-from ..deploy.plan import DeployPlan, Population, Projection
-from ..core.errors import UserError
-from ..core.result import Simulation
-from ..core.latency import check_latencies, check_latency
-from ..core.files import atomic_path
 from ..core.compat import import_lava
+from ..core.errors import UserError
+from ..core.files import atomic_path
+from ..core.latency import check_latencies, check_latency
+from ..core.result import Simulation
+from ..deploy.plan import DeployPlan, Population, Projection
 from ..neuron import DECAY_UNITY, lif_step, netx_neuron_params
 from .watchdog import WatchedRuntime, default_step_seconds
+
+import_lava(with_dl=True)  # Lava and lava-dl are imported only through the Python 3.11 compat layer
+from lava.lib.dl import netx, slayer  # noqa: E402
+from lava.magma.core.run_conditions import RunSteps  # noqa: E402
+from lava.magma.core.run_configs import Loihi2SimCfg  # noqa: E402
+from lava.proc.io.sink import RingBuffer as Sink  # noqa: E402
+from lava.proc.io.source import RingBuffer as Source  # noqa: E402
+from lava.proc.monitor.process import Monitor  # noqa: E402
 
 WEIGHT_MANT_MAX = 254
 """Largest |8-bit mantissa| slayer's ``quantize_8bit`` keeps for both signs (it clips to [-256, 254])."""
@@ -176,8 +186,6 @@ def _neuron_params(population: Population | None, scale: int) -> dict:
     """slayer CUBA parameters of a block (:func:`slt_deploy.neuron.netx_neuron_params`); None: the readout."""
     if population is None:
         return netx_neuron_params(None, scale)
-    from lava.lib.dl import slayer
-
     return netx_neuron_params(population.neuron, scale, norm=slayer.neuron.norm.MeanOnlyBatchNorm)
 
 
@@ -199,8 +207,6 @@ class SlayerChain(torch.nn.Module):
 
     def export_hdf5(self, path: str | os.PathLike) -> None:
         """slayer's network format: one group per block, written by the block's own ``export_hdf5``."""
-        import h5py
-
         with h5py.File(path, "w") as handle:
             layers = handle.create_group("layer")
             for i, block in enumerate(self.blocks):
@@ -209,9 +215,6 @@ class SlayerChain(torch.nn.Module):
 
 def slayer_chain(plan: DeployPlan, max_latency: int) -> tuple[SlayerChain, list[int], float, DeployPlan]:
     """(slayer network, per-block scales S, readout scale, quantised plan) of ``plan``."""
-    import_lava(with_dl=True)
-    from lava.lib.dl import slayer
-
     chain = _chain(plan)
     input_shape = plan.populations[plan.input_name].shape
     blocks: list[torch.nn.Module] = [slayer.block.cuba.Input(neuron_params=None, delay_shift=False)]
@@ -279,8 +282,6 @@ def netx_network_for(plan: DeployPlan, path: str | os.PathLike, max_latency: int
     path = Path(path)
     with atomic_path(path) as tmp:
         network.export_hdf5(tmp)
-    from lava.lib.dl import netx
-
     blocks = len(scales)
     input_shape = tuple(plan.populations[plan.input_name].shape)
     io = NetxIO(path=path, input_shape=input_shape, lava_input_shape=input_shape[::-1],
@@ -296,7 +297,7 @@ def netx_network_for(plan: DeployPlan, path: str | os.PathLike, max_latency: int
     return net, io
 
 
-def chain_forward(plan: DeployPlan, inputs: np.ndarray) -> np.ndarray:
+def chain_forward(plan: DeployPlan, inputs: np.ndarray) -> Simulation:
     """Float64 simulation of a chain plan in logical steps, with Lava's float
     LIF (u = u (1 - du) + input; v = v (1 - dv) + u + bias; spike v > vth;
     reset to 0): inputs [N, steps, *input_shape] -> outputs [N, steps, classes].
@@ -318,10 +319,10 @@ def chain_forward(plan: DeployPlan, inputs: np.ndarray) -> np.ndarray:
             value, state[projection.target] = lif_step(projection.apply(value), state[projection.target],
                                                        neurons[projection.target])
         outputs.append(chain[-1].apply(value) + torch.as_tensor(plan.output_bias))
-    return torch.stack(outputs, 1).numpy()
+    return Simulation(torch.stack(outputs, 1).numpy(), plan=plan)
 
 
-def slayer_outputs(plan: DeployPlan, inputs: np.ndarray, max_latency: int = 8) -> np.ndarray:
+def slayer_outputs(plan: DeployPlan, inputs: np.ndarray, max_latency: int = 8) -> Simulation:
     """slayer's own forward pass of the netx network's blocks on ``inputs``
     [N, steps, *input_shape] (spikes): per-step outputs [N, steps, classes]
     (float: differences of the readout voltage plus the output bias)."""
@@ -330,7 +331,7 @@ def slayer_outputs(plan: DeployPlan, inputs: np.ndarray, max_latency: int = 8) -
     with torch.no_grad():
         voltage = network(x).numpy().astype(np.float64)  # [N, classes, T]
     per_step = np.diff(voltage, axis=-1, prepend=0.0)
-    return np.moveaxis(per_step, -1, 1) + np.asarray(plan.output_bias, dtype=np.float64)
+    return Simulation(np.moveaxis(per_step, -1, 1) + np.asarray(plan.output_bias, dtype=np.float64), plan=plan)
 
 
 # --------------------------------------------------------------------------- running on Lava
@@ -363,12 +364,6 @@ class NetxRunner(WatchedRuntime):
     def __init__(self, network, io: NetxIO, capacity: int = 16, readout: str = "voltage",
                  lifetime: int | None = None, step_seconds: float | None = None, startup_seconds: float = 120.0,
                  round_trip_seconds: float = 30.0):
-        import_lava(with_dl=True)
-        from lava.magma.core.run_configs import Loihi2SimCfg
-        from lava.proc.io.sink import RingBuffer as Sink
-        from lava.proc.io.source import RingBuffer as Source
-        from lava.proc.monitor.process import Monitor
-
         if readout not in ("voltage", "current"):
             raise UserError(f"netx readout must be 'voltage' or 'current', got '{readout}'")
         self.network, self.io, self.readout = network, io, readout
@@ -419,8 +414,6 @@ class NetxRunner(WatchedRuntime):
         return Simulation(outputs, plan=io.quantised)
 
     def _run_chunk(self, x: np.ndarray, latencies: np.ndarray) -> np.ndarray:
-        from lava.magma.core.run_conditions import RunSteps
-
         io = self.io
         offset = self.steps_run % self.buffer  # ring column of this chunk's first step
         data = np.zeros(io.lava_input_shape + (self.buffer,))
@@ -481,8 +474,6 @@ def run_netx(plan: DeployPlan, inputs, latencies=None, path: str | os.PathLike |
              max_latency: int = 8) -> Simulation:
     """Build the netx network of ``plan``, run ``inputs`` [N, steps, *shape]
     through it on Lava fixed point, stop it, and return the run (outputs [N, max_latency, classes])."""
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         network, io = netx_network_for(plan, path or Path(tmp) / "network.net", max_latency)
         with NetxRunner(network, io, capacity=max(1, len(inputs))) as runner:

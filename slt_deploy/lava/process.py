@@ -46,9 +46,9 @@ from functools import partial
 
 import numpy as np
 
+from ..core.compat import import_lava
 from ..deploy.plan import DeployPlan, Population, Projection
 from ..deploy.synapses import ConvKernel, dense_current, dense_of, fanout
-from ..core.compat import import_lava
 from ..neuron import lif_step
 
 import_lava()
@@ -71,8 +71,11 @@ from lava.magma.core.resources import CPU  # noqa: E402
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol  # noqa: E402
 from lava.proc.conv.process import Conv  # noqa: E402
 from lava.proc.dense.process import Dense, DelayDense  # noqa: E402
+from lava.proc.io.sink import RingBuffer as Sink  # noqa: E402
+from lava.proc.io.source import RingBuffer as Source  # noqa: E402
 from lava.proc.lif.models import PyLifResetModelBitAcc, PyLifResetModelFloat  # noqa: E402
 from lava.proc.lif.process import LIFReset  # noqa: E402
+from .shared import attach
 
 # --------------------------------------------------------------------------- weight layout
 
@@ -220,9 +223,6 @@ def build_per_layer(plan: DeployPlan, period: int, capacity: int, quantised, own
     sub processes among its attributes). Ring buffers hold ``capacity``
     periods; Var shapes are those of :class:`DeployedNetwork` with lanes = 1;
     ``frames`` is the source's initial content (zeros by default)."""
-    from lava.proc.io.sink import RingBuffer as Sink
-    from lava.proc.io.source import RingBuffer as Source
-
     ring = capacity * period
     inputs = int(np.prod(plan.populations[plan.input_name].shape))
     source = Source(data=np.zeros((inputs, ring)) if frames is None else np.asarray(frames, dtype=np.float64))
@@ -486,8 +486,6 @@ class PyFusedModel(PyLoihiProcessModel):
     firing: np.ndarray = LavaPyType(np.ndarray, float)
 
     def __init__(self, proc_params):
-        from .shared import attach
-
         super().__init__(proc_params)
         if proc_params["quantised"] is not None:
             raise ValueError("the fused model is floating point")

@@ -28,14 +28,14 @@ approximate w S_T / 64. Analog input is sent as 8-bit graded messages
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..deploy.plan import DeployPlan, Projection
 from ..core.errors import UserError
-from ..neuron import ACT_SHIFT, fixed_decays
+from ..deploy.plan import DeployPlan, Projection
 from ..deploy.synapses import dense_of
+from ..neuron import ACT_SHIFT, fixed_decays
 
 U_BITS = 24
 VTH_MAX = 2**17 - 1
@@ -202,7 +202,7 @@ class QuantisedPlan:
 
     def projection_weights(self, projection: Projection):
         """(weights for Lava, extra process arguments)."""
-        from lava.utils.weightutils import SignMode
+        from lava.utils.weightutils import SignMode  # Lava only when the per-layer graph is built
 
         q = self.projections[self._key(projection)]
         if projection.kind == "conv" and projection.delay == 0:
@@ -241,6 +241,4 @@ class QuantisedPlan:
 
 
 def _with_weight(projection: Projection, weight: np.ndarray) -> Projection:
-    from dataclasses import replace
-
     return replace(projection, weight=weight)

@@ -94,8 +94,8 @@ import math
 import torch
 from torch import nn
 
-from ..core.errors import UserError
 from ..core.compat import import_lava
+from ..core.errors import UserError
 from ..neuron import SLAYER_SCALE, LIFParameters, slayer_neuron_params
 from .zoo import AvgPool, Flatten, Recipe, parse_layer
 
@@ -111,7 +111,7 @@ digits-mlp, 3 epochs: gain 1 never spikes and stays at chance, 2 and 8 learn
 slower than 4)."""
 def _slayer():
     import_lava(with_dl=True)
-    from lava.lib.dl import slayer
+    from lava.lib.dl import slayer  # lava-dl only when a slayer model is built
 
     return slayer
 

@@ -19,11 +19,10 @@ Tensors are time-first: inputs [t, batch, *input_shape], outputs
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-
-import warnings
 
 import torch
 from torch import nn

@@ -25,10 +25,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..readout import running_mean
-
 from .controller import (
-    Budget, Controller, EnergyProfile, PrecomputedEngine, ThresholdCalibration, confidence, make_policy,
-    run_mission, stop_steps)
+    batch_traces, Budget, confidence, Controller, EnergyProfile, make_policy, MEASURES, PrecomputedEngine,
+    run_mission, stop_steps, ThresholdCalibration)
 
 
 def hull_accuracy(energy: list[float], accuracy: list[float], at_energy: float) -> float:
@@ -167,8 +166,6 @@ def sweep(profile: EnergyProfile, outputs: np.ndarray, step_energy: np.ndarray, 
 def calibrate(graph, profile: EnergyProfile, calibration_inputs: np.ndarray,
               backend: str = "lava-fused") -> dict[str, ThresholdCalibration]:
     """Threshold-to-energy mappings of every confidence measure on the calibration split."""
-    from .controller import MEASURES, batch_traces
-
     outputs, energy = batch_traces(graph, profile, calibration_inputs, backend)
     means = running_mean(outputs, axis=-2)
     return {m: ThresholdCalibration.measure(confidence(means, m), energy) for m in MEASURES}

@@ -89,7 +89,7 @@ class _GlobalStatistics:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_gather
+        from torch.distributed.nn.functional import all_gather  # only in a distributed run
 
         world, rank = dist.get_world_size(), dist.get_rank()
         sizes = torch.zeros(world, dtype=torch.long)
@@ -142,7 +142,7 @@ def _worker(rank: int, world: int, port: int, function, arguments) -> None:
 def launch(processes: int, function, *arguments) -> None:
     """Run ``function(*arguments)`` in ``processes`` CPU processes joined by
     gloo on this machine (what ``slt-deploy train --nproc N`` does)."""
-    import torch.multiprocessing as mp
+    import torch.multiprocessing as mp  # only when processes are started
 
     mp.start_processes(_worker, args=(processes, free_port(), function, arguments), nprocs=processes,
                        join=True, start_method="spawn")

@@ -31,11 +31,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from ..data.splits import check_encoding, encode, load_split
-from .distributed import SINGLE, Context, share_batch_norm
 from ..core.errors import UserError
+from ..data.splits import check_encoding, encode, load_split
 from ..models import Recipe, TrainSettings, build_model, recipe_from_dict
+from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from .distributed import Context, context_from_environment, share_batch_norm, SINGLE
 
 METHODS = ("slt", "fixed")
 LOSSES = ("tet", "sdt")
@@ -295,8 +295,6 @@ def train(
 def distributed_worker(recipe_data: dict | None, resume: str | None, checkpoint_path: str, device: str = "cpu",
                        stop_after_epochs: int | None = None) -> None:
     """One rank of a distributed run (started by ``launch`` or torchrun)."""
-    from .distributed import context_from_environment
-
     context = context_from_environment(device)
     run = resume_run(resume, context) if resume else new_run(recipe_from_dict(recipe_data), context=context)
     train(run, checkpoint_path, stop_after_epochs=stop_after_epochs)
