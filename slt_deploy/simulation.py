@@ -19,6 +19,7 @@ them.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -28,7 +29,9 @@ from .core.errors import UserError
 from .core.latency import check_latencies, check_latency
 from .core.result import Simulation
 from .deploy.plan import DeployPlan, plan_for_graph
-from .ir.nirfile import read_graph
+from .ir.export import export_model
+from .ir.nirfile import graph_dt, read_graph
+from .ir.reference import ReferenceNetwork
 from .training.checkpoint import load_checkpoint, model_from_checkpoint
 
 BACKENDS = ("torch", "lava-float", "lava-fixed", "lava-fused", "loihi2")
@@ -62,8 +65,6 @@ def load_plan(source) -> DeployPlan:
         return plan_for_graph(source)
     path = Path(source)
     if path.suffix == ".pt":
-        from .ir.export import export_model  # the model zoo (norse) only for checkpoints
-
         graph = export_model(model_from_checkpoint(load_checkpoint(path), str(path)).double())
     else:
         graph = read_graph(path)
@@ -89,14 +90,12 @@ class Session:
                  input_kind: str | None = None, record_spikes: bool = False, lanes: int = 1, capacity: int = 16):
         self.backend = check_backend(backend)
         self.max_latency = check_latency(max_latency)
-        self.plan = plan_for_graph(graph, dt, input_kind)
+        self.graph, self.dt, self.input_kind = graph, graph_dt(graph, dt), input_kind
         self.record_spikes = record_spikes
         self.quantised = None
         self.network = None
-        if backend == "torch":
-            from .ir.reference import ReferenceNetwork  # torch's interpreter; Lava is not imported for it
-
-            self.reference = ReferenceNetwork(graph, self.plan.dt)
+        if backend == "torch":  # the reference interprets the graph itself: a plan only when asked for
+            self.reference = ReferenceNetwork(graph, self.dt)
             return
         from .lava.network import LavaNetwork  # Lava starts only for its backends
 
@@ -108,6 +107,11 @@ class Session:
         self.network = LavaNetwork(self.plan, self.max_latency, mode=mode, capacity=capacity,
                                    record_spikes=record_spikes, quantised=self.quantised,
                                    lanes=lanes if mode == "fused" else 1)
+
+    @functools.cached_property
+    def plan(self) -> DeployPlan:
+        """The deployment plan of the graph (what Lava runs, and what SOP counts price)."""
+        return plan_for_graph(self.graph, self.dt, self.input_kind)
 
     def run(self, inputs, latencies=None, progress=None) -> Simulation:
         """Run samples [N, steps, *input_shape] (steps <= max_latency), each for
@@ -140,7 +144,7 @@ class Session:
             if progress is not None:
                 progress(min(samples, start + size))
         return Simulation(_masked(np.concatenate(outputs), latencies),
-                          {k: _masked(np.concatenate(v), latencies) for k, v in spikes.items()}, plan=self.plan)
+                          {k: _masked(np.concatenate(v), latencies) for k, v in spikes.items()})
 
     def close(self) -> None:
         if self.network is not None:

@@ -531,3 +531,25 @@ def test_nir_paper_single_lif_reproduces_the_authors_lava_float_trace(no_leaks):
     assert np.array_equal(result.outputs[0, :, 0], ref_s)
     assert np.abs(lava_v[:steps] - their_v).max() < 1e-6
     assert np.abs(lava_v[1:steps] - ref_v[:-1]).max() < 1e-12
+
+
+def test_the_torch_backend_runs_what_lava_refuses():
+    """The reference interprets NIR as written -- per-neuron time constants and a
+    reset to v_reset != 0 -- while the deployment stage refuses both by name."""
+    import nir
+
+    from slt_deploy.core.errors import UserError
+
+    n = 3
+    graph = nir.NIRGraph(nodes={
+        "input": nir.Input(input_type={"input": np.array([2])}),
+        "fc": nir.Affine(weight=np.array([[2.0, 1.0], [1.0, 3.0], [0.5, 0.5]]), bias=np.zeros(n)),
+        "lif": nir.LIF(tau=np.array([2e-3, 4e-3, 8e-3]), r=np.ones(n), v_leak=np.zeros(n),
+                       v_threshold=np.ones(n), v_reset=np.full(n, 0.25)),
+        "output": nir.Output(output_type={"output": np.array([n])}),
+    }, edges=[("input", "fc"), ("fc", "lif"), ("lif", "output")])
+    x = (np.random.default_rng(1).random((2, 12, 2)) < 0.6).astype(float)
+    result = simulate(graph, "torch", x, dt=1e-3, record_spikes=True)
+    assert result.outputs.shape == (2, 12, n) and 0 < result.outputs.mean() < 1
+    with pytest.raises(UserError, match="v_reset"):
+        simulate(graph, "lava-float", x, dt=1e-3)

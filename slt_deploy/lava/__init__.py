@@ -1,2 +1,12 @@
-"""The Lava stage: NIR graphs as Lava process graphs (builder, run
-configurations, quantisation) and the Python 3.11 compat layer for Lava."""
+"""The Lava stage: a deployment plan as one Lava process
+(:mod:`.process`: the per-layer graph and the fused model as its two
+behaviours), the runner that feeds it samples with per-sample latencies
+(:mod:`.network`), fixed-point quantisation (:mod:`.quantise`), the watchdog
+around every Lava call, and lava-dl's netx peer path (:mod:`.netx`, imported
+on its own: it loads lava-dl). Importing this package imports Lava (through
+:mod:`slt_deploy.core.compat`)."""
+
+from .network import LAVA_MODES, LavaNetwork, run_config
+from .quantise import QuantisedPlan
+
+__all__ = ["LAVA_MODES", "LavaNetwork", "QuantisedPlan", "run_config"]
