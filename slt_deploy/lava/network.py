@@ -288,10 +288,11 @@ class LavaNetwork(WatchedRuntime):
         population = self.plan.populations[self.plan.output_population]
         if self.quantised is not None:
             current = self.quantised.output_values(current)
+        neuron = population.neuron
         state = (np.zeros(current.shape[1]), np.zeros(current.shape[1]))
         values = np.zeros_like(current)
         for step, a_in in enumerate(current):
-            _, state = lif_step(a_in, state, population.neuron)
+            _, state = lif_step(a_in, state, neuron)
             values[step] = state[1]
         return values
 

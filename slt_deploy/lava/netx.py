@@ -73,7 +73,7 @@ from ..core.files import atomic_path
 from ..core.latency import check_latencies, check_latency
 from ..core.result import Simulation
 from ..deploy.plan import DeployPlan, Population, Projection
-from ..neuron import DECAY_UNITY, lif_step, netx_neuron_params
+from ..neuron import ACT_SHIFT, DECAY_UNITY, lif_step, netx_neuron_params
 from .watchdog import WatchedRuntime, default_step_seconds
 
 import_lava(with_dl=True)  # Lava and lava-dl are imported only through the Python 3.11 compat layer
@@ -86,8 +86,6 @@ from lava.proc.monitor.process import Monitor  # noqa: E402
 
 WEIGHT_MANT_MAX = 254
 """Largest |8-bit mantissa| slayer's ``quantize_8bit`` keeps for both signs (it clips to [-256, 254])."""
-STATE_SHIFT = 6
-"""slayer's state scale is ``scale << 6``; Lava shifts activations and threshold by 6 bits."""
 V_LIMIT = 2**23 - 1
 """Lava's fixed-point voltage saturates at 24 bits (signed)."""
 
@@ -176,7 +174,7 @@ def _check_range(name: str, row_sum: float, bias: float, dv: float, scale: int, 
     wraps around, v saturates; slayer's integers do neither): worst case
     |u| = row_sum and |v| <= min(1/dv, T) (row_sum + |bias|), times S << 6."""
     steps = min(1 / dv, max_latency) if dv > 0 else max_latency
-    worst = steps * (row_sum + abs(bias)) * scale * 2**STATE_SHIFT
+    worst = steps * (row_sum + abs(bias)) * scale * 2**ACT_SHIFT
     if worst > V_LIMIT:
         raise UserError(f"netx path: block '{name}' could reach |v| = {worst:.3g} > 2**23 in fixed point "
                         f"(slayer scale {scale})")
@@ -259,7 +257,7 @@ def slayer_chain(plan: DeployPlan, max_latency: int) -> tuple[SlayerChain, list[
     n_out, n_in = readout.weight.shape
     worst = max(max_latency * _row_abs_sum(readout), 1e-12)  # |readout voltage| bound, float units
     scale = min(_power_of_two_scale(np.abs(readout.weight).max()),
-                2 ** math.floor(math.log2(V_LIMIT / (worst * 2**STATE_SHIFT))))
+                2 ** math.floor(math.log2(V_LIMIT / (worst * 2**ACT_SHIFT))))
     block = slayer.block.cuba.Affine(_neuron_params(None, scale), n_in, n_out)
     block.synapse.weight.data = torch.tensor(readout.weight, dtype=torch.float32).reshape(n_out, n_in, 1, 1, 1)
     blocks.append(block)
@@ -268,7 +266,7 @@ def slayer_chain(plan: DeployPlan, max_latency: int) -> tuple[SlayerChain, list[
     network = SlayerChain(blocks).eval()
     with torch.no_grad():  # a first pass sets the shapes that export_hdf5 writes
         network(torch.zeros(1, *input_shape, 1))
-    return network, scales, float(scale << STATE_SHIFT), replace(plan, projections=projections, populations=populations)
+    return network, scales, float(scale << ACT_SHIFT), replace(plan, projections=projections, populations=populations)
 
 
 def netx_network_for(plan: DeployPlan, path: str | os.PathLike, max_latency: int = 8):
@@ -381,7 +379,7 @@ class NetxRunner(WatchedRuntime):
         else:
             self.sink = Sink(shape=readout_block.synapse.a_out.shape, buffer=self.buffer)
             readout_block.synapse.a_out.connect(self.sink.a_in)
-            self.scale = io.readout_scale / 2**STATE_SHIFT  # a_out is not yet shifted by 6 bits
+            self.scale = io.readout_scale / 2**ACT_SHIFT  # a_out is not yet shifted by 6 bits
         self.run_cfg = Loihi2SimCfg(select_tag="fixed_pt")
         if step_seconds is None:
             step_seconds = default_step_seconds(io.quantised, 1)
