@@ -44,7 +44,8 @@ import torch.nn.functional as F
 
 from ..core.errors import UserError
 from ..ir.graph import NEURON_TYPES, SPIKING_TYPES, FlatGraph, analyse, conv_geometry, linear_op, pool_geometry
-from ..ir.nirfile import graph_dt
+from ..ir.netxfile import FIXED_POINT_KEY
+from ..ir.nirfile import graph_dt, metadata_json
 from ..neuron import NeuronParameters, nir_neuron
 
 DENSE_LIMIT = 50_000_000
@@ -134,6 +135,7 @@ class DeployPlan:
     dt: float
     input_kind: str = "spikes"  # spikes | analog: how the input layer is counted
     notes: list[str] = field(default_factory=list)
+    fixed_point: dict | None = None  # exact integers the graph carries (an imported netx network)
 
     @property
     def neuron_populations(self) -> list[Population]:
@@ -233,11 +235,18 @@ def _conv_projection(flat: FlatGraph, source: str, target_shape: tuple, chain: l
     source_shape = flat.shapes[source]
     if kinds and kinds[-1] == "Flatten":
         kinds, names = kinds[:-1], names[:-1]
-    if not kinds:  # neuron straight into neuron: identity, one synapse per neuron
+    if not kinds or kinds == ["Scale"]:  # neuron into neuron (scaled): one synapse per neuron
         view = source_shape if len(source_shape) == 3 else (int(np.prod(source_shape)), 1, 1)
         channels = view[0]
-        return dict(weight=np.ones((channels, 1, 1, 1)), stride=(1, 1), padding=(0, 0), dilation=(1, 1),
-                    groups=channels, conv_input_shape=view, conv_output_shape=view), ()
+        scale = np.ones(view)
+        if kinds:
+            scale = np.broadcast_to(np.asarray(flat.nodes[names[0]].scale, dtype=np.float64),
+                                    source_shape).reshape(channels, -1)
+            if not np.all(scale == scale[:, :1]):
+                return None  # varies within a channel: a dense (diagonal) projection
+        per_channel = np.asarray(scale).reshape(channels, -1)[:, 0]
+        return dict(weight=per_channel.reshape(channels, 1, 1, 1).copy(), stride=(1, 1), padding=(0, 0),
+                    dilation=(1, 1), groups=channels, conv_input_shape=view, conv_output_shape=view), tuple(names)
     if kinds[-1] != "Conv2d" or any(k not in ("SumPool2d", "AvgPool2d") for k in kinds[:-1]):
         return None
     conv_name = names[-1]
@@ -388,7 +397,33 @@ def plan_for_graph(graph, dt: float | None = None, input_kind: str | None = None
     """The deployment plan of a NIR graph, with the time step and input kind
     it declares (``dt`` and ``input_kind`` override them): the one rule every
     caller uses."""
-    return plan_deployment(graph, graph_dt(graph, dt), input_kind_of(graph, input_kind))
+    plan = plan_deployment(graph, graph_dt(graph, dt), input_kind_of(graph, input_kind))
+    plan.fixed_point = fixed_point_of(graph, plan)
+    return plan
+
+
+def fixed_point_of(graph, plan: DeployPlan) -> dict | None:
+    """The exact fixed-point integers the graph's metadata declares
+    (:data:`~slt_deploy.ir.netxfile.FIXED_POINT_KEY`, written by ``slt-deploy
+    import``), checked against the plan: every population and projection it
+    names exists. None when the graph declares none."""
+    spec = metadata_json(graph, FIXED_POINT_KEY)
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or not isinstance(spec.get("populations"), dict) \
+            or not isinstance(spec.get("projections"), dict):
+        raise UserError(f"NIR metadata '{FIXED_POINT_KEY}' must hold 'populations' and 'projections'")
+    for name, values in spec["populations"].items():
+        if name not in plan.populations or plan.populations[name].is_input:
+            raise UserError(f"NIR metadata '{FIXED_POINT_KEY}' names a population '{name}' the graph does not have")
+        for key in ("du", "dv", "vth", "bias_exp"):
+            if not isinstance(values.get(key), int) or isinstance(values.get(key), bool):
+                raise UserError(f"NIR metadata '{FIXED_POINT_KEY}': population '{name}' needs an integer {key}")
+    for target in spec["projections"]:
+        if not plan.into(target):
+            raise UserError(f"NIR metadata '{FIXED_POINT_KEY}' names a projection into '{target}' "
+                            "that the graph does not have")
+    return spec
 
 
 def plan_deployment(graph, dt: float, input_kind: str | None = None) -> DeployPlan:

@@ -73,6 +73,7 @@ from ..core.files import atomic_path
 from ..core.latency import check_latencies, check_latency
 from ..core.result import Simulation
 from ..deploy.plan import DeployPlan, Population, Projection
+from ..ir.netxfile import NETX_INPUT_WEIGHT
 from ..neuron import ACT_SHIFT, DECAY_UNITY, lif_step, netx_neuron_params
 from .watchdog import WatchedRuntime, default_step_seconds
 
@@ -476,3 +477,120 @@ def run_netx(plan: DeployPlan, inputs, latencies=None, path: str | os.PathLike |
         network, io = netx_network_for(plan, path or Path(tmp) / "network.net", max_latency)
         with NetxRunner(network, io, capacity=max(1, len(inputs))) as runner:
             return runner.run(inputs, latencies)
+
+
+# --------------------------------------------------------------------------- any netx file, as lava-dl runs it
+
+
+class NetxFileRunner(WatchedRuntime):
+    """A netx network file run exactly as lava-dl loads it
+    (``netx.hdf5.Network`` on ``Loihi2SimCfg(select_tag="fixed_pt")``), with
+    a ring-buffer sink on every block's spikes: the peer that ``slt-deploy
+    import`` is checked against.
+
+    Timing (lava-dl 0.6.0): a source frame sent at Lava step n reaches block k
+    (0-based) at step n + k when the file's input layer has a neuron (that
+    block has no synapse in front), else n + k + 1. Samples run back to back,
+    ``period`` steps each; netx's ``reset_interval = period`` with
+    ``reset_offset`` 0 or 1 zeroes every block when its sample's first frame
+    arrives. ``names``: the imported graph's population names of the blocks
+    (``L<i>_neuron``, by file layer index). Use as a context manager."""
+
+    label = "netx network"
+
+    def __init__(self, path: str | os.PathLike, input_shape: tuple[int, ...], max_latency: int,
+                 capacity: int = 16, step_seconds: float = 1.0, startup_seconds: float = 120.0,
+                 round_trip_seconds: float = 30.0):
+        with h5py.File(path, "r") as handle:
+            layers = handle["layer"]
+            with_neuron = sorted(int(i) for i in layers if "neuron" in layers[i])
+            first = layers["0"]
+            self.input_neuron = bool(with_neuron) and with_neuron[0] == 0 and b"input" in first["type"][()].ravel()[0]
+            self.input_weight = int(np.ravel(first["weight"][()])[0]) if self.input_neuron and "weight" in first \
+                else NETX_INPUT_WEIGHT
+        self.max_latency = check_latency(max_latency)
+        self.period = self.max_latency + len(with_neuron) + 1  # the deepest block's last step stays in its period
+        self.network = netx.hdf5.Network(net_config=str(path), reset_interval=self.period,
+                                         reset_offset=0 if self.input_neuron else 1)
+        self.network.net_config.f.close()
+        self.names = [f"L{i}_neuron" for i in with_neuron][:len(self.network.layers)]
+        self.input_shape = tuple(input_shape)
+        self.capacity = int(capacity)
+        self.buffer = self.capacity * self.period
+        self.source = Source(data=np.zeros(self.input_shape[::-1] + (self.buffer,)))
+        # netx does not connect its input port to an input layer's neuron: drive the neuron itself
+        self.source.s_out.connect(self.network.layers[0].neuron.a_in if self.input_neuron else self.network.inp)
+        self.sinks = []
+        for layer in self.network.layers:
+            sink = Sink(shape=layer.out.shape, buffer=self.buffer)
+            layer.out.connect(sink.a_in)
+            self.sinks.append(sink)
+        self.run_cfg = Loihi2SimCfg(select_tag="fixed_pt")
+        self.step_seconds, self.startup_seconds = step_seconds, startup_seconds
+        self.round_trip_seconds = round_trip_seconds
+        self.steps_run = 0
+        self.started = self.closed = False
+
+    def run(self, inputs) -> dict[str, np.ndarray]:
+        """Spikes of every block, [N, steps, *shape (C, H, W) or (N,)] per
+        logical step, for spikes ``inputs`` [N, steps, *input_shape]."""
+        x = np.asarray(inputs, dtype=np.float64)
+        if x.ndim != 2 + len(self.input_shape) or tuple(x.shape[2:]) != self.input_shape:
+            raise UserError(f"input must have shape [samples, steps, {', '.join(map(str, self.input_shape))}], "
+                            f"got {list(x.shape)}")
+        samples, steps = x.shape[:2]
+        if steps > self.max_latency:
+            raise UserError(f"{steps} steps exceed the maximum latency {self.max_latency}")
+        spikes = {name: [] for name in self.names}
+        for start in range(0, samples, self.capacity):
+            for name, value in self._run_chunk(x[start: start + self.capacity]).items():
+                spikes[name].append(value)
+        return {name: np.concatenate(value) for name, value in spikes.items()}
+
+    def _run_chunk(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        samples, steps = x.shape[:2]
+        data = np.zeros(self.input_shape[::-1] + (self.buffer,))
+        to_lava = tuple(range(len(self.input_shape), 0, -1)) + (0,)  # [t, C, H, W] -> [W, H, C, t]
+        gain = self.input_weight if self.input_neuron else 1
+        for k in range(samples):
+            data[..., k * self.period + np.arange(steps)] = gain * x[k].transpose(to_lava)
+        if self.started:
+            self._guarded(lambda: self.source.data.set(data), 0, "input update")
+        else:
+            self.source.data.init = data
+        startup = 0 if self.started else self.startup_seconds
+        self.started = True
+        run_steps = self.buffer  # whole periods: the ring columns of sample k start at k * period
+        self._guarded(lambda: self.source.run(condition=RunSteps(num_steps=run_steps), run_cfg=self.run_cfg),
+                      startup + run_steps * self.step_seconds, f"run of {run_steps} steps")
+        result = {}
+        for k_block, (name, sink) in enumerate(zip(self.names, self.sinks)):
+            recorded = np.asarray(self._guarded(sink.data.get, 0, f"read of {name}'s spikes"), dtype=np.float64)
+            shape = recorded.shape[:-1]
+            delay = k_block + (0 if self.input_neuron else 1)
+            per_sample = []
+            for k in range(samples):
+                columns = k * self.period + delay + np.arange(steps)
+                frames = recorded[..., columns]  # [W, H, C, steps] or [N, steps]
+                frames = np.moveaxis(frames, -1, 0).transpose((0,) + tuple(range(len(shape), 0, -1)))
+                per_sample.append(frames)
+            result[name] = np.stack(per_sample)
+        self.steps_run += run_steps
+        return result
+
+    def _runtime(self):
+        return self.source.runtime
+
+    def close(self) -> None:
+        if self.started and not self.closed:
+            try:
+                self._guarded(self.source.stop, 0, "stop", watch_processes=False)
+            finally:
+                self.closed = True
+        self.closed = True
+
+    def __enter__(self) -> "NetxFileRunner":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

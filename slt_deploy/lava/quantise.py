@@ -27,6 +27,8 @@ approximate w S_T / 64. Analog input is sent as 8-bit graded messages
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 from dataclasses import dataclass, field, replace
 
@@ -35,7 +37,8 @@ import numpy as np
 from ..core.errors import UserError
 from ..deploy.plan import DeployPlan, Projection
 from ..deploy.synapses import dense_of
-from ..neuron import ACT_SHIFT, fixed_decays
+from ..core.compat import import_lava
+from ..neuron import ACT_SHIFT, DECAY_UNITY, fixed_decays
 
 U_BITS = 24
 VTH_MAX = 2**17 - 1
@@ -54,6 +57,7 @@ class ProjectionQuantisation:
     scale: float  # float weight * scale = effective
     relative_rms_error: float
     max_abs_error: float  # in float weight units
+    weight_bits: int = 8
 
 
 @dataclass
@@ -110,12 +114,18 @@ class QuantisedPlan:
         self.input_scale = INPUT_LEVELS / input_range if plan.input_kind == "analog" else 1.0
         self.populations: dict[str, PopulationQuantisation] = {}
         self.projections: dict[str, ProjectionQuantisation] = {}
+        exact = plan.fixed_point or {"populations": {}, "projections": {}}
         worst = self._worst_case_input()
         for population in plan.neuron_populations:
-            self.populations[population.name] = self._population(population, worst[population.name])
-        self.output_scale = self._output_scale(worst.get(plan.output_name, 1.0))
+            given = exact["populations"].get(population.name)
+            self.populations[population.name] = (self._population(population, worst[population.name])
+                                                 if given is None else _exact_population(population, given))
+        self.output_scale = 1.0 if plan.output_name in exact["projections"] else \
+            self._output_scale(worst.get(plan.output_name, 1.0))
         for projection in plan.projections:
-            self.projections[self._key(projection)] = self._projection(projection)
+            given = exact["projections"].get(projection.target)
+            self.projections[self._key(projection)] = (self._projection(projection) if given is None
+                                                       else _exact_projection(projection))
 
     @staticmethod
     def _key(projection: Projection) -> str:
@@ -205,6 +215,8 @@ class QuantisedPlan:
         from lava.utils.weightutils import SignMode  # Lava only when the per-layer graph is built
 
         q = self.projections[self._key(projection)]
+        if q.sign_mode == "netx":  # exactly the arguments netx gives Lava's Dense
+            return q.weights, {"weight_exp": q.weight_exp, "num_weight_bits": q.weight_bits}
         if projection.kind == "conv" and projection.delay == 0:
             return q.weights, {"weight_exp": 0, "num_weight_bits": 8}
         weights = q.weights
@@ -242,3 +254,51 @@ class QuantisedPlan:
 
 def _with_weight(projection: Projection, weight: np.ndarray) -> Projection:
     return replace(projection, weight=weight)
+
+
+# --------------------------------------------------------------------------- exact integers (imported netx networks)
+
+
+def _integers(values, what: str) -> np.ndarray:
+    """``values`` as int64 when they are integers up to float rounding (a graph
+    that declares exact fixed point); a UserError otherwise."""
+    values = np.asarray(values, dtype=np.float64)
+    rounded = np.rint(values)
+    if not np.all(np.abs(values - rounded) <= 1e-6 * np.maximum(1.0, np.abs(rounded))):
+        raise UserError(f"{what} declares exact fixed point, but its values are not integers "
+                        f"(e.g. {values.ravel()[np.argmax(np.abs(values - rounded).ravel())]!r})")
+    return rounded.astype(np.int64)
+
+
+def _exact_population(population, given: dict) -> PopulationQuantisation:
+    """A population whose integers the graph declares: v_int = 64 v (Lava's
+    float units are the integers before the 6-bit activation shift); the bias
+    mantissas are the plan's bias, shifted by ``bias_exp`` - 6."""
+    shift = given["bias_exp"] - ACT_SHIFT
+    bias = _integers(population.bias.ravel() / 2.0**shift, f"population '{population.name}': bias")
+    du_float = (DECAY_UNITY - given["du"] - 1) / DECAY_UNITY
+    dv_float = (DECAY_UNITY - given["dv"]) / DECAY_UNITY
+    errors = {"du_error": abs(du_float - (1.0 - population.du)), "dv_error": abs(dv_float - (1.0 - population.dv)),
+              "vth_relative": abs(given["vth"] - population.vth) / population.vth if np.isfinite(population.vth)
+              and population.vth else 0.0, "bias_max_abs": 0.0, "note": "exact integers from the graph"}
+    return PopulationQuantisation(population.name, float(2**ACT_SHIFT), given["du"], given["dv"], given["vth"],
+                                  bias, np.full(bias.shape, given["bias_exp"], dtype=np.int64), errors)
+
+
+def _exact_projection(projection: Projection) -> ProjectionQuantisation:
+    """A projection whose integer weights the graph declares: a dense one gets
+    the mantissas, bits and exponent that netx's ``optimize_weight_bits``
+    gives Lava's Dense; a convolution the integers as they are."""
+    integers = _integers(projection.weight, f"projection '{projection.name}'")
+    effective = integers.astype(np.float64)
+    if projection.kind == "conv" and projection.delay == 0:
+        return ProjectionQuantisation(projection.name, integers, 0, "conv", effective, 1.0, 0.0, 0.0)
+    if projection.kind == "conv":
+        integers = np.rint(dense_of(_with_weight(projection, effective))).astype(np.int64)
+    import_lava(with_dl=True)
+    from lava.lib.dl.netx.utils import optimize_weight_bits  # netx's own choice, as it loads a network
+
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints its clipping warnings
+        weights, bits, exponent, _ = optimize_weight_bits(integers)
+    return ProjectionQuantisation(projection.name, np.asarray(weights, dtype=np.int64), int(exponent), "netx",
+                                  effective, 1.0, 0.0, 0.0, weight_bits=int(bits))
