@@ -19,6 +19,7 @@ from ..core.errors import RunFailure, UserError
 # each module registers its commands on the app; this order is the order of `slt-deploy --help`
 from . import training  # noqa: F401,I001
 from . import deploy  # noqa: F401
+from . import graphs  # noqa: F401
 from . import energy  # noqa: F401
 from . import control  # noqa: F401
 from . import demo  # noqa: F401

@@ -1,0 +1,178 @@
+"""``slt-deploy import``: lava-dl netx networks as NIR graphs that run on
+``lava-fixed`` exactly as lava-dl's own ``netx.hdf5.Network`` runs them."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from conftest import FIXTURES, assert_one_line_error, run_cli
+from netx_networks import make_network, set_neuron_type, slayer_spikes, spikes
+from slt_deploy.core.errors import UserError
+from slt_deploy.ir.export import export_model
+from slt_deploy.ir.netxfile import read_netx
+from slt_deploy.ir.nirfile import read_graph, write_graph
+from slt_deploy.lava.netx import NetxFileRunner
+from slt_deploy.simulation import simulate
+
+TUTORIAL = FIXTURES / "lava-dl" / "netx_mnist.net"
+STEPS = 6
+
+
+def _netx_spikes(path, shape, x):
+    with NetxFileRunner(path, shape, x.shape[1], capacity=len(x)) as runner:
+        return runner.run(x)
+
+
+def _assert_same_spikes(theirs: dict, ours, names=None):
+    assert list(theirs) == list(names or theirs)
+    for name, value in theirs.items():
+        assert value.sum() > 0, f"{name} never fires: the comparison would prove nothing"
+        assert np.array_equal(value, ours.spikes[name]), (name, value.sum(), ours.spikes[name].sum())
+
+
+@pytest.mark.parametrize("kind, neuron_type", [("dense", None), ("dense", "LOIHI"), ("conv", None)])
+def test_imported_network_on_lava_fixed_is_netx_step_for_step(kind, neuron_type, tmp_path, no_leaks):
+    """Every layer's spikes and the output, per step, across back-to-back samples: as netx on Lava."""
+    path = tmp_path / f"{kind}.net"
+    shape, _ = make_network(kind, path)
+    if neuron_type:
+        set_neuron_type(path, 1, neuron_type)
+    graph = read_netx(path)
+    x = spikes(shape, 3, STEPS)
+    theirs = _netx_spikes(path, shape, x)
+    ours = simulate(graph, "lava-fixed", x, record_spikes=True)
+    _assert_same_spikes(theirs, ours, [n for n in graph.nodes if n.endswith("_neuron")])
+    assert np.array_equal(ours.outputs, theirs[list(theirs)[-1]])
+
+
+def test_the_lava_dl_tutorial_network_imports_and_runs_as_netx(tmp_path, no_leaks):
+    """The trained netx MNIST tutorial network, through the command line and back from the .nir file."""
+    nir_path = tmp_path / "mnist.nir"
+    result = run_cli("import", TUTORIAL, "-o", nir_path)
+    assert result.returncode == 0, result.stderr
+    graph = read_graph(nir_path)
+    x = spikes((784,), 2, STEPS, seed=3)
+    theirs = _netx_spikes(TUTORIAL, (784,), x)
+    fixed = simulate(graph, "lava-fixed", x, record_spikes=True)
+    _assert_same_spikes(theirs, fixed, ["L0_neuron", "L1_neuron", "L2_neuron"])
+    # the float backends run the graph as NIR defines it: the same as each other
+    floating = simulate(graph, "lava-float", x, record_spikes=True)
+    reference = simulate(graph, "torch", x, record_spikes=True)
+    for name in theirs:
+        assert np.array_equal(floating.spikes[name], reference.spikes[name])
+    assert [type(graph.nodes[n]).__name__ for n in ("L0_dense", "L0_neuron")] == ["Linear", "CubaLIF"]
+
+
+def test_pooling_layers_netx_cannot_run_match_slayer(tmp_path, no_leaks):
+    """netx 0.6.0 refuses pool layers; lava-fixed gives what slayer's own forward pass gives."""
+    path = tmp_path / "pool.net"
+    shape, blocks = make_network("pool", path)
+    x = spikes(shape, 2, STEPS)
+    with pytest.raises(NotImplementedError):
+        _netx_spikes(path, shape, x)
+    ours = simulate(read_netx(path), "lava-fixed", x, record_spikes=True)
+    slayer_out = slayer_spikes(blocks, x)
+    _assert_same_spikes({"L1_neuron": slayer_out[1], "L2_neuron": slayer_out[2], "L4_neuron": slayer_out[4]}, ours)
+
+
+def test_import_compare_reports_netx_fixed_and_float_side_by_side(tmp_path, no_leaks):
+    path = tmp_path / "dense.net"
+    make_network("dense", path)
+    result = run_cli("import", path, "-o", tmp_path / "dense.nir", "--compare", "2", "--latency", "4")
+    assert result.returncode == 0, result.stderr
+    # rows: population | netx | lava-fixed | float | fixed vs netx | float vs fixed
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in result.stdout.splitlines() if "_neuron" in line and line.count("│") == 7]
+    assert [row[0] for row in rows] == ["L0_neuron", "L1_neuron", "L2_neuron"], result.stdout
+    assert all(row[1] == row[2] and int(row[1]) > 0 and row[4] == "0" for row in rows), result.stdout
+
+
+def test_export_of_a_slayer_model_and_import_of_its_export_hdf5_run_identically(tmp_path):
+    """Our NIR export of a slayer network and slayer's own export_hdf5 of it,
+    imported: the same spikes in every layer; the readout differs only by
+    slayer's scale (x64, mantissas) and the float bias export_hdf5 does not write."""
+    from slt_deploy.models.slayer import SCALE, build_slayer_model
+    from slt_deploy.models.zoo import load_recipe
+
+    torch.manual_seed(0)
+    model = build_slayer_model(load_recipe("digits-mlp")).eval()
+    for stage in model.stages:  # a trained-looking bias (MeanOnlyBatchNorm's running mean)
+        stage.block.neuron.norm.running_mean.uniform_(-0.3, 0.3)
+    with torch.no_grad():  # a first pass sets the shapes export_hdf5 writes
+        model(torch.zeros(2, 1, 64))
+    path = tmp_path / "mlp.net"
+    with h5py.File(path, "w") as handle:
+        layers = handle.create_group("layer")
+        for index, stage in enumerate(model.stages):
+            stage.block.export_hdf5(layers.create_group(str(index)))
+        model.readout.block.export_hdf5(layers.create_group(str(len(model.stages))))
+    exported = export_model(model.double())
+    imported = read_netx(path)
+    x = spikes((64,), 8, 8, seed=1)
+    ours = simulate(exported, "torch", x, record_spikes=True)
+    theirs = simulate(imported, "torch", x, record_spikes=True)
+    for index, name in enumerate(model.spiking_layer_names()):
+        assert ours.spikes[name].sum() > 0
+        assert np.array_equal(ours.spikes[name], theirs.spikes[f"L{index}_neuron"]), name
+    bias = model.readout.bias.detach().double().numpy()
+    assert np.allclose(theirs.outputs / SCALE + bias, ours.outputs, atol=1e-9)
+
+
+# --------------------------------------------------------------------------- refused by name
+
+
+def _mutate(path, change):
+    with h5py.File(path, "r+") as handle:
+        change(handle)
+
+
+def _replace(key, value):
+    def change(handle):
+        del handle[key]
+        handle[key] = value
+    return change
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (lambda p: set_neuron_type(p, 1, "SDNN"), "sigma-delta"),
+    (lambda p: set_neuron_type(p, 2, "ALIF"), "adaptive LIF"),
+    (lambda p: set_neuron_type(p, 1, "RF_PHASE"), "resonate-and-fire"),
+    (lambda p: _mutate(p, _replace("layer/1/neuron/refDelay", 3)), "refractory delay of 3 steps"),
+    (lambda p: _mutate(p, lambda h: h.create_dataset("layer/2/delay", data=np.arange(5))), "axonal delays"),
+    (lambda p: _mutate(p, _replace("layer/1/type", np.array([b"concat"], dtype="S10"))), "type 'concat'"),
+    (lambda p: _mutate(p, _replace("layer/1/weight", np.full((30, 20), 1.5))), "must hold integers"),
+    (lambda p: _mutate(p, _replace("layer/2/weight", np.ones((5, 7)))), "does not take the 30 values"),
+    (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "is not"),
+    (lambda p: p.write_text("not a network\n"), "not HDF5"),
+    (lambda p: _mutate(p, lambda h: h.move("layer", "node")), "no 'layer' group"),
+])
+def test_bad_netx_files_are_one_line_errors_and_write_nothing(change, fragment, tmp_path):
+    path = tmp_path / "net.net"
+    make_network("dense", path)
+    change(path)
+    output = tmp_path / "out.nir"
+    result = run_cli("import", path, "-o", output)
+    assert_one_line_error(result, fragment)
+    assert not output.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["net.net"]
+
+
+def test_a_nir_file_is_not_a_netx_network(tmp_path):
+    path = tmp_path / "graph.nir"
+    write_graph(read_netx(TUTORIAL), path)
+    with pytest.raises(UserError, match="no 'layer' group"):
+        read_netx(path)
+
+
+def test_a_conv_first_file_without_input_layer_needs_the_input_shape(tmp_path):
+    path = tmp_path / "conv.net"
+    make_network("conv", path)
+    with h5py.File(path, "r+") as handle:  # drop the input layer: layers 1..4 become 0..3
+        del handle["layer/0"]
+        for index in range(1, 5):
+            handle.move(f"layer/{index}", f"layer/{index - 1}")
+    with pytest.raises(UserError, match="give it with --input-shape"):
+        read_netx(path)
+    graph = read_netx(path, input_shape=(2, 8, 8))
+    assert tuple(graph.nodes["input"].input_type["input"]) == (2, 8, 8)
