@@ -87,15 +87,17 @@ class Session:
     ``capacity`` samples per lane go into one Lava run."""
 
     def __init__(self, graph, backend: str, max_latency: int, *, dt: float | None = None,
-                 input_kind: str | None = None, record_spikes: bool = False, lanes: int = 1, capacity: int = 16):
+                 input_kind: str | None = None, record_spikes: bool = False, lanes: int = 1, capacity: int = 16,
+                 allow_unstable_dt: bool = False):
         self.backend = check_backend(backend)
         self.max_latency = check_latency(max_latency)
         self.graph, self.dt, self.input_kind = graph, graph_dt(graph, dt), input_kind
+        self.allow_unstable_dt = allow_unstable_dt
         self.record_spikes = record_spikes
         self.quantised = None
         self.network = None
         if backend == "torch":  # the reference interprets the graph itself: a plan only when asked for
-            self.reference = ReferenceNetwork(graph, self.dt)
+            self.reference = ReferenceNetwork(graph, self.dt, allow_unstable_dt)
             return
         from .lava.network import LavaNetwork  # Lava starts only for its backends
 
@@ -111,7 +113,7 @@ class Session:
     @functools.cached_property
     def plan(self) -> DeployPlan:
         """The deployment plan of the graph (what Lava runs, and what SOP counts price)."""
-        return plan_for_graph(self.graph, self.dt, self.input_kind)
+        return plan_for_graph(self.graph, self.dt, self.input_kind, self.allow_unstable_dt)
 
     def run(self, inputs, latencies=None, progress=None) -> Simulation:
         """Run samples [N, steps, *input_shape] (steps <= max_latency), each for
@@ -158,7 +160,8 @@ class Session:
 
 
 def session_for(graph, backend: str, samples: int, steps: int, *, dt: float | None = None,
-                input_kind: str | None = None, record_spikes: bool = False, capacity: int = 16) -> Session:
+                input_kind: str | None = None, record_spikes: bool = False, capacity: int = 16,
+                allow_unstable_dt: bool = False) -> Session:
     """A session for ``samples`` samples of ``steps`` time steps: on the fused
     model every sample goes into one Lava run, side by side in up to
     :data:`FUSED_LANES` lanes; the per-layer graph takes ``capacity`` samples
@@ -168,17 +171,18 @@ def session_for(graph, backend: str, samples: int, steps: int, *, dt: float | No
         lanes = max(1, min(samples, FUSED_LANES))
         capacity = max(1, -(-samples // lanes))
     return Session(graph, backend, steps, dt=dt, input_kind=input_kind, record_spikes=record_spikes, lanes=lanes,
-                   capacity=capacity)
+                   capacity=capacity, allow_unstable_dt=allow_unstable_dt)
 
 
 def simulate(graph, backend: str, inputs: np.ndarray, latencies=None, dt: float | None = None,
              input_kind: str | None = None, record_spikes: bool = False, capacity: int = 16,
-             progress=None) -> Simulation:
+             progress=None, allow_unstable_dt: bool = False) -> Simulation:
     """Run ``inputs`` [N, steps, *input_shape] through ``graph`` on ``backend``
     in one session (:func:`session_for`)."""
     x = np.asarray(inputs, dtype=np.float64)
     if x.ndim < 2:
         raise UserError(f"input must have shape [samples, steps, ...], got {list(x.shape)}")
     with session_for(graph, backend, x.shape[0], x.shape[1], dt=dt, input_kind=input_kind,
-                     record_spikes=record_spikes, capacity=capacity) as session:
+                     record_spikes=record_spikes, capacity=capacity,
+                     allow_unstable_dt=allow_unstable_dt) as session:
         return session.run(x, latencies, progress)

@@ -214,11 +214,14 @@ class _Builder:
         ``vary_gain`` r too (per channel on images: a convolution carries
         one gain per output channel)."""
         rng = self.rng
-        full = lambda v: np.full(shape, float(v))  # noqa: E731
+        full = lambda v: np.broadcast_to(np.asarray(v, dtype=np.float64), shape).copy()  # noqa: E731
         threshold = rng.uniform(0.3, 1.5)
         drive = rng.uniform(0.6, 2.5) * threshold / max(current, 1e-3) * np.ones(shape)
+        per_channel = (shape[0], 1, 1) if len(shape) == 3 else shape
         if vary_gain:
-            drive = drive * rng.uniform(0.7, 1.3, (shape[0], 1, 1) if len(shape) == 3 else shape)
+            drive = drive * rng.uniform(0.7, 1.3, per_channel)
+            if kind in SPIKING_TYPES and self.draw(st.booleans()):  # learned, per-neuron thresholds
+                threshold = threshold * rng.uniform(0.7, 1.3, per_channel) * np.ones(shape)
         leak = rng.uniform(-0.1, 0.2) * threshold * rng.uniform(0.5, 1.5, shape)
         if kind == "IF":
             return nir.IF(r=drive / 3, v_threshold=full(threshold), v_reset=full(0))
@@ -238,12 +241,17 @@ class _Builder:
         """A population with a recurrent self-loop through one synaptic layer
         (Linear on vectors, a same-size Conv2d on images); nested: as a
         sub-graph, the way snnTorch exports recurrent layers."""
+        # a bias on the recurrent layer (snnTorch RLeaky's default), except into a CubaLIF synapse
+        biased = not isinstance(neuron, nir.CubaLIF) and self.draw(st.booleans())
         if len(shape) == 1:
-            loop = nir.Linear(weight=self.rng.normal(0, 1.0 / shape[0], (shape[0], shape[0])))
+            weight = self.rng.normal(0, 1.0 / shape[0], (shape[0], shape[0]))
+            loop = nir.Affine(weight=weight, bias=self.rng.normal(0, 0.2, shape[0])) if biased \
+                else nir.Linear(weight=weight)
         else:
             c = shape[0]
             loop = nir.Conv2d(input_shape=shape[1:], weight=self.rng.normal(0, 0.3 / (9 * c), (c, c, 3, 3)),
-                              stride=1, padding=1, dilation=1, groups=1, bias=np.zeros(c))
+                              stride=1, padding=1, dilation=1, groups=1,
+                              bias=self.rng.normal(0, 0.2, c) if biased else np.zeros(c))
         if not nested:
             name = self.add("pop", neuron, *sources)
             loop_name = self.add("rec", loop, name)

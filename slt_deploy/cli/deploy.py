@@ -14,7 +14,7 @@ from ..core.errors import UserError
 from ..core.files import atomic_path, check_output_file, require_file
 from ..core.latency import check_latency
 from ..data.splits import evaluation_inputs, load_split
-from ..ir.graph import analyse
+from ..ir.graph import analyse, convention_warnings
 from ..ir.nirfile import graph_dt, read_graph
 from ..readout import predictions
 from ..report import rich_table
@@ -35,6 +35,8 @@ def run(
     output_file: Optional[Path] = typer.Option(None, "--output", help="Write the output node's values [samples, steps, *shape] (.npy)."),
     dt: Optional[float] = typer.Option(None, help="Simulation step in seconds (required when the graph has no dt)."),
     input_kind: Optional[str] = typer.Option(None, help="spikes | analog: what the input is (default: metadata, else spikes)."),
+    allow_unstable_dt: bool = typer.Option(False, "--allow-unstable-dt",
+                                           help="Run even where dt/tau > 1 (forward Euler unstable)."),
 ):
     """Run a NIR graph on Lava (float, fixed point, Loihi 2) or PyTorch: accuracy and per-sample outputs."""
     if output_file is not None:
@@ -43,6 +45,8 @@ def run(
     _check_latency(latency)
     graph = read_graph(model)
     step = graph_dt(graph, dt)
+    for warning in convention_warnings(analyse(graph)):
+        console.print(f"warning: {warning}")
     meta = graph.metadata or {}
     labels = None
     if (data is None) == (input_file is None):
@@ -77,7 +81,7 @@ def run(
     with _progress() as bar:
         task = bar.add_task(f"{backend} t={t}", total=len(x))
         result = simulate(graph, backend, x, dt=step, input_kind=input_kind,
-                          progress=lambda done: bar.update(task, completed=done))
+                          progress=lambda done: bar.update(task, completed=done), allow_unstable_dt=allow_unstable_dt)
     seconds = time.perf_counter() - started
     rows = [("backend", backend), ("samples", len(x)), ("latency t", t), ("dt (s)", step),
             ("wall time (s)", f"{seconds:.2f}"), ("samples/s", f"{len(x) / seconds:.1f}")]

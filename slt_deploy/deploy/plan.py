@@ -9,9 +9,11 @@ synaptic projections between them, as a neuromorphic chip runs them.
     - CubaLIF: du = dt/tau_syn, dv = dt/tau_mem, input weights x dv r du w_in, bias = dv v_leak
     - LI / CubaLI: as LIF / CubaLIF but non-spiking (only as the graph's output)
   where c is the constant current that the biases of the layers in front of
-  the population deliver. One du, dv and vth per population (Lava has one per
-  process); a reset other than to 0, a constant current into a CubaLIF's
-  synapse, per-neuron time constants or thresholds are refused by name.
+  the population deliver (a recurrent edge's bias included: NIR's back edge
+  carries it from a sample's first step on). One du, dv and vth per population (Lava has one per
+  process; per-neuron thresholds theta_i are folded into the gain and bias,
+  v / theta_i, with vth = 1); a reset other than to 0, a constant current
+  into a CubaLIF's synapse and per-neuron time constants are refused by name.
 * Every maximal chain of linear nodes (Affine, Linear, Conv2d, Flatten,
   SumPool2d, AvgPool2d, Scale) between two populations becomes one
   *projection* -- the synaptic layer as deployed. Pooling in front of a
@@ -43,7 +45,8 @@ import torch
 import torch.nn.functional as F
 
 from ..core.errors import UserError
-from ..ir.graph import NEURON_TYPES, SPIKING_TYPES, FlatGraph, analyse, conv_geometry, linear_op, pool_geometry
+from ..ir.graph import (NEURON_TYPES, SPIKING_TYPES, FlatGraph, analyse, check_time_step, conv_geometry, linear_op,
+                        pool_geometry)
 from ..ir.netxfile import FIXED_POINT_KEY
 from ..ir.nirfile import graph_dt, metadata_json
 from ..neuron import NeuronParameters, nir_neuron
@@ -308,12 +311,21 @@ def _population(flat: FlatGraph, name: str, dt: float) -> Population:
     if reset is not None and np.any(np.asarray(reset) != 0):
         raise UserError(f"node '{name}' ({kind}) resets to v_reset != 0; Lava's LIF resets to 0")
     for key in SCALAR_PARAMETERS[kind]:
-        _scalar(getattr(node, key), name, key)
+        if key != "v_threshold":
+            _scalar(getattr(node, key), name, key)
     p = nir_neuron(node, dt)
     ones = np.ones(shape)
     first = lambda value: float(np.ravel(value)[0])  # noqa: E731  (equal across the population, checked above)
-    return Population(name, kind, shape, du=first(p.du), dv=first(p.dv), vth=first(p.vth) if p.spiking else np.inf,
-                      bias=p.bias * ones, gain=p.gain * ones)
+    vth, bias, gain = (first(p.vth) if p.spiking else np.inf), p.bias * ones, p.gain * ones
+    thresholds = np.broadcast_to(np.asarray(p.vth, dtype=np.float64), shape)
+    if p.spiking and not np.all(thresholds == thresholds.ravel()[0]):
+        # per-neuron thresholds: v / theta_i obeys the same equation with gain and bias / theta_i
+        # and threshold 1 (the reset to 0 scales too) -- one vth for the Lava process
+        if np.any(thresholds <= 0):
+            raise UserError(f"node '{name}' ({kind}): per-neuron thresholds must be > 0 to be folded into "
+                            "its weights")
+        vth, bias, gain = 1.0, bias / thresholds, gain / thresholds
+    return Population(name, kind, shape, du=first(p.du), dv=first(p.dv), vth=vth, bias=bias, gain=gain)
 
 
 def _scale_rows(projection: dict, gain: np.ndarray, target: str) -> None:
@@ -325,7 +337,8 @@ def _scale_rows(projection: dict, gain: np.ndarray, target: str) -> None:
     per_channel = gain.reshape(out_shape)
     channel_gain = per_channel.reshape(out_shape[0], -1)
     if not np.all(channel_gain == channel_gain[:, :1]):
-        raise UserError(f"node '{target}': input gain (r, w_in) varies within a channel; a convolution cannot carry it")
+        raise UserError(f"node '{target}': input gain (r, w_in, or a per-neuron threshold) varies within a channel; "
+                        "a convolution cannot carry it")
     projection["weight"] = projection["weight"] * channel_gain[:, 0].reshape(-1, 1, 1, 1)
 
 
@@ -393,11 +406,12 @@ def input_kind_of(graph, given: str | None = None) -> str:
     return kind
 
 
-def plan_for_graph(graph, dt: float | None = None, input_kind: str | None = None) -> DeployPlan:
+def plan_for_graph(graph, dt: float | None = None, input_kind: str | None = None,
+                   allow_unstable_dt: bool = False) -> DeployPlan:
     """The deployment plan of a NIR graph, with the time step and input kind
     it declares (``dt`` and ``input_kind`` override them): the one rule every
     caller uses."""
-    plan = plan_deployment(graph, graph_dt(graph, dt), input_kind_of(graph, input_kind))
+    plan = plan_deployment(graph, graph_dt(graph, dt), input_kind_of(graph, input_kind), allow_unstable_dt)
     plan.fixed_point = fixed_point_of(graph, plan)
     return plan
 
@@ -426,13 +440,15 @@ def fixed_point_of(graph, plan: DeployPlan) -> dict | None:
     return spec
 
 
-def plan_deployment(graph, dt: float, input_kind: str | None = None) -> DeployPlan:
-    """The deployment plan of ``graph`` with time step ``dt`` (s)."""
+def plan_deployment(graph, dt: float, input_kind: str | None = None, allow_unstable_dt: bool = False) -> DeployPlan:
+    """The deployment plan of ``graph`` with time step ``dt`` (s); a dt that
+    makes forward Euler unstable is refused unless ``allow_unstable_dt``."""
     if not (isinstance(dt, numbers.Real) and np.isfinite(dt) and dt > 0):
         raise UserError(f"the time step dt must be a positive number of seconds, got {dt!r}")
     if input_kind is not None and (not isinstance(input_kind, str) or input_kind not in INPUT_KINDS):
         raise UserError(f"input kind must be spikes or analog, got '{str(input_kind)[:60]}'")
     flat = analyse(graph)
+    check_time_step(flat, dt, allow_unstable_dt)
     evaluator = _LinearEvaluator(flat)
     populations = {name: _population(flat, name, dt) for name in flat.order
                    if flat.kinds[name] in NEURON_TYPES + ("Input",)}
@@ -448,13 +464,9 @@ def plan_deployment(graph, dt: float, input_kind: str | None = None) -> DeployPl
         if is_output and len(flat.sources(output)) == 1 and flat.sources(output)[0] in populations:
             output_population = flat.sources(output)[0]
             continue
-        constant = evaluator.response(target, {}, 1, with_bias=True, through_back_edges=False)[0].numpy()
-        delayed = evaluator.response(target, {}, 1, with_bias=True, through_back_edges=True)[0].numpy()
-        if not np.array_equal(constant, delayed):
-            raise UserError(
-                f"a recurrent edge into '{target}' carries a bias: NIR adds it from the second step on, "
-                "a Lava neuron's bias from the first"
-            )
+        # the constant input, through recurrent edges too: NIR's back edge carries, at a
+        # sample's first step, the edge's bias applied to silent neurons (ir/reference.py)
+        constant = evaluator.response(target, {}, 1, with_bias=True, through_back_edges=True)[0].numpy()
         for source in sorted(sources, key=flat.order.index):
             forward, recurrent = _has_back_edge_path(flat, source, target)
             for is_recurrent in [flag for flag, present in ((False, forward), (True, recurrent)) if present]:

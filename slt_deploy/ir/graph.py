@@ -513,3 +513,54 @@ def analyse(graph) -> FlatGraph:
     _check_cycles(flat)
     _infer_shapes(flat)
     return flat
+
+
+# --------------------------------------------------------------------------- time step and conventions
+
+
+def euler_ratios(flat: FlatGraph, dt: float) -> dict[str, float]:
+    """dt / tau (largest over the node's time constants and neurons) of every
+    neuron node with time constants: forward Euler with step ``dt`` decays by
+    1 - dt/tau per step, which is stable only for dt / tau <= 1."""
+    ratios = {}
+    for name in flat.order:
+        constants = [np.asarray(getattr(flat.nodes[name], key)) for key in TIME_CONSTANTS
+                     if key in PARAMETERS.get(flat.kinds[name], ())]
+        if constants:
+            ratios[name] = float(max(dt / np.min(value) for value in constants))
+    return ratios
+
+
+def check_time_step(flat: FlatGraph, dt: float, allow_unstable: bool = False) -> None:
+    """Refuse a time step that makes forward Euler unstable on some population
+    (dt / tau > 1: the decay factor 1 - dt/tau is negative, the membrane
+    oscillates instead of decaying), naming the node and the ratio, unless
+    ``allow_unstable``."""
+    unstable = {name: ratio for name, ratio in euler_ratios(flat, dt).items() if ratio > 1.0}
+    if unstable and not allow_unstable:
+        name = max(unstable, key=unstable.get)
+        raise UserError(f"node '{name}' ({flat.kinds[name]}): dt/tau = {unstable[name]:.3g} > 1 with dt = {dt:g} s, "
+                        "so forward Euler is unstable; give the step the graph was made for with --dt, "
+                        "or --allow-unstable-dt")
+
+
+SNNTORCH_DT = 1e-4
+"""The time step snnTorch's NIR export assumes: it writes LIF nodes with r = tau / 1e-4."""
+
+
+def convention_warnings(flat: FlatGraph) -> list[str]:
+    """What the graph's producer, recognised from its structure, means but NIR
+    cannot say: snnTorch writes r = tau / 1e-4 on its LIF nodes (its beta =
+    1 - 1e-4/tau) and writes its default reset by subtraction as v_reset = 0,
+    which NIR (and every backend here) runs as a reset to zero."""
+    warnings = []
+    for name in flat.order:
+        node = flat.nodes[name]
+        if flat.kinds[name] in ("LIF", "CubaLIF"):
+            tau = np.asarray(getattr(node, "tau", getattr(node, "tau_mem", None)), dtype=np.float64)
+            r = np.asarray(node.r, dtype=np.float64)
+            if np.allclose(r, tau / SNNTORCH_DT, rtol=1e-6) and np.all(np.asarray(node.v_reset) == 0):
+                warnings.append(f"node '{name}' looks like snnTorch's export (r = tau / {SNNTORCH_DT:g}): snnTorch "
+                                f"assumes dt = {SNNTORCH_DT:g} s and by default resets by subtracting the "
+                                "threshold, which NIR's v_reset = 0 cannot say; it runs here as a reset to 0")
+    return warnings

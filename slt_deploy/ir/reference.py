@@ -16,7 +16,9 @@ with the parameters :func:`slt_deploy.neuron.nir_neuron` maps them to
 
 (norse's importer ignores r; here r is applied, as NIR defines it. Graphs
 written by slt-deploy keep r = 1, so both agree.) Each step, nodes run in
-NIR order; fan-in sums; back edges carry the previous step's value.
+NIR order; fan-in sums; back edges carry the previous step's value, and at
+a sample's first step the value the node has at rest (all neurons silent:
+a recurrent edge's bias applied to zero spikes, :meth:`ReferenceNetwork.rest_values`).
 
 Inputs are [samples, steps, *input_shape] in the graph's own step order;
 the result's outputs [samples, steps, *output_shape] and, when recorded,
@@ -34,7 +36,7 @@ import torch
 from ..core.errors import UserError
 from ..core.result import Simulation
 from ..neuron import NeuronParameters, lif_step, nir_neuron
-from .graph import NEURON_TYPES, FlatGraph, analyse, linear_op
+from .graph import NEURON_TYPES, FlatGraph, analyse, check_time_step, linear_op
 
 
 def _parameter(value, shape: tuple[int, ...]):
@@ -61,9 +63,10 @@ def _neuron_update(p: NeuronParameters, shape: tuple[int, ...]):
 class ReferenceNetwork:
     """A NIR graph ready to simulate; build once, run many inputs."""
 
-    def __init__(self, graph, dt: float):
+    def __init__(self, graph, dt: float, allow_unstable_dt: bool = False):
         self.flat: FlatGraph = analyse(graph)
         self.dt = float(dt)
+        check_time_step(self.flat, self.dt, allow_unstable_dt)
         flat = self.flat
         self.neurons = {name: _neuron_update(nir_neuron(flat.nodes[name], self.dt), flat.shapes[name])
                         for name in flat.order if flat.kinds[name] in NEURON_TYPES}
@@ -73,6 +76,23 @@ class ReferenceNetwork:
         """(current, voltage) of every neuron node, zero."""
         return {name: (torch.zeros(samples, *self.flat.shapes[name], dtype=torch.float64),) * 2
                 for name in self.neurons}
+
+    def rest_values(self, samples: int) -> dict:
+        """Every node's value when the input and every neuron output zero:
+        what a back edge carries into a sample's first step. NIR's recurrent
+        input at the first step is thus the edge's bias applied to zero
+        spikes, whichever edge of the cycle is the back edge."""
+        flat, rest = self.flat, {}
+
+        def value(name: str) -> torch.Tensor:
+            if name not in rest:
+                if name == flat.input_name or name in self.neurons:  # every cycle passes through a neuron
+                    rest[name] = torch.zeros(samples, *flat.shapes[name], dtype=torch.float64)
+                else:
+                    rest[name] = self.linear[name](sum(value(source) for source in flat.sources(name)))
+            return rest[name]
+
+        return {name: value(name) for name in flat.order}
 
     @torch.no_grad()
     def run(self, inputs, record: bool = True) -> Simulation:
@@ -85,7 +105,7 @@ class ReferenceNetwork:
             )
         samples, steps = x.shape[:2]
         state = self.initial_state(samples)
-        previous = {name: torch.zeros(samples, *flat.shapes[name], dtype=torch.float64) for name in flat.order}
+        previous = self.rest_values(samples)
         outputs, records = [], {name: [] for name in self.neurons}
         for step in range(steps):
             values: dict[str, torch.Tensor] = {}
