@@ -112,10 +112,19 @@ def test_non_spiking_neuron_inside_the_network():
         plan(nodes, edges)
 
 
-def test_bias_on_a_recurrent_edge():
-    nodes, edges = chain(("a", affine(), ["input"]), ("la", lif(4), ["a", "rec"]), ("rec", affine(bias=0.2), ["la"]))
+def test_a_dt_that_makes_forward_euler_unstable():
+    nodes, edges = chain(("a", affine(), ["input"]), ("la", lif(4, tau=1e-4), ["a"]))
     edges.append(("la", "output"))
-    with pytest.raises(UserError, match="recurrent edge into 'la' carries a bias"):
+    with pytest.raises(UserError, match=r"node 'la' \(LIF\): dt/tau = 10 > 1 with dt = 0.001 s"):
+        plan(nodes, edges)
+    assert plan_deployment(graph(nodes, edges), DT, allow_unstable_dt=True).populations["la"].dv == pytest.approx(10)
+
+
+def test_per_neuron_time_constants():
+    nodes, edges = chain(("a", affine(), ["input"]), ("la", lif(4), ["a"]))
+    nodes["la"].tau = np.array([2e-3, 2e-3, 3e-3, 2e-3])
+    edges.append(("la", "output"))
+    with pytest.raises(UserError, match="node 'la': tau differs between neurons"):
         plan(nodes, edges)
 
 

@@ -559,7 +559,7 @@ def convention_warnings(flat: FlatGraph) -> list[str]:
         if flat.kinds[name] in ("LIF", "CubaLIF"):
             tau = np.asarray(getattr(node, "tau", getattr(node, "tau_mem", None)), dtype=np.float64)
             r = np.asarray(node.r, dtype=np.float64)
-            if np.allclose(r, tau / SNNTORCH_DT, rtol=1e-6) and np.all(np.asarray(node.v_reset) == 0):
+            if np.all(r > 1) and np.allclose(r, tau / SNNTORCH_DT, rtol=1e-6) and np.all(np.asarray(node.v_reset) == 0):
                 warnings.append(f"node '{name}' looks like snnTorch's export (r = tau / {SNNTORCH_DT:g}): snnTorch "
                                 f"assumes dt = {SNNTORCH_DT:g} s and by default resets by subtracting the "
                                 "threshold, which NIR's v_reset = 0 cannot say; it runs here as a reset to 0")
