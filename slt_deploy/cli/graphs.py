@@ -96,3 +96,95 @@ def import_network(
                               "float vs fixed"), table, f"spikes on {compare} random samples, {latency} steps"))
     write_graph(graph, output)
     console.print(f"wrote {output}")
+
+
+def _summary(value) -> str:
+    array = np.asarray(value, dtype=np.float64)
+    if array.size == 0:
+        return "[]"
+    low, high = float(array.min()), float(array.max())
+    return f"{low:.4g}" if low == high else f"{low:.4g}..{high:.4g} (per neuron)"
+
+
+def describe_graph(graph, dt: float) -> dict:
+    """What ``graph`` holds and what it becomes on Lava, as plain data: nodes
+    (kind, shape, parameters), each node's Lava role, what is refused and
+    why, dt and dt/tau per neuron node, and the synaptic operations per step
+    if every neuron fired (SOP)."""
+    from ..deploy.plan import plan_for_graph
+    from ..deploy.synapses import fanout
+    from ..ir.graph import PARAMETERS, analyse, convention_warnings, euler_ratios
+
+    flat = analyse(graph)
+    ratios = euler_ratios(flat, dt)
+    nodes = []
+    for name in flat.order:
+        node, kind = flat.nodes[name], flat.kinds[name]
+        parameters = {}
+        for key in PARAMETERS.get(kind, ()):
+            value = getattr(node, key, None)
+            if value is None:
+                continue
+            parameters[key] = f"shape {list(np.shape(value))}" if key in ("weight",) else _summary(value)
+        nodes.append({"node": name, "kind": kind, "shape": list(flat.shapes[name]), "parameters": parameters,
+                      "dt_over_tau": ratios.get(name)})
+    refused, roles, sop = None, {}, None
+    try:
+        plan = plan_for_graph(graph, dt, allow_unstable_dt=True)
+    except UserError as exc:
+        refused = str(exc)
+    else:
+        for population in plan.populations.values():
+            roles[population.name] = (f"population (depth {population.depth}): du {population.du:.4g}, "
+                                      f"dv {population.dv:.4g}, vth {population.vth:.4g}"
+                                      if not population.is_input else "input")
+        sop = 0
+        for projection in plan.projections:
+            synapses = int(fanout(projection, effective=True).sum())
+            sop += synapses
+            role = (f"{'recurrent ' if projection.recurrent else ''}{projection.kind} projection "
+                    f"{projection.source} -> {projection.target}, {synapses:,} synapses, delay {projection.delay}")
+            for name in projection.nodes or ():
+                roles[name] = role if name not in roles else f"{roles[name]}; {role}"
+    unstable = {name: ratio for name, ratio in ratios.items() if ratio > 1}
+    for row in nodes:
+        row["lava"] = roles.get(row["node"], "-" if refused is None else "")
+    return {"dt": dt, "nodes": nodes, "refused": refused,
+            "unstable_dt": {name: ratio for name, ratio in unstable.items()},
+            "sop_per_step_all_firing": sop, "warnings": convention_warnings(flat),
+            "fixed_point_integers": "fixed_point_json" in (graph.metadata or {})}
+
+
+@app.command()
+def inspect(
+    model: Path = typer.Argument(..., help="NIR graph (.nir) or lava-dl netx network (.net)."),
+    dt: Optional[float] = typer.Option(None, help="Simulation step in seconds (default: the graph's)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the description as JSON (for scripts)."),
+    input_shape: Optional[str] = typer.Option(None, help="C,H,W or N: for a .net file without an input layer."),
+):
+    """What a graph holds and what it becomes on Lava: nodes, populations and projections, refusals, dt stability, SOP."""
+    from ..core.files import require_file
+    from ..ir.netxfile import is_netx_file
+    from ..ir.nirfile import graph_dt, read_graph
+
+    path = require_file(model, "graph")
+    graph = read_netx(path, _shape(input_shape)) if is_netx_file(path) else read_graph(path)
+    step = graph_dt(graph, dt)
+    description = describe_graph(graph, step)
+    if as_json:
+        typer.echo(json.dumps(description, indent=2))
+        return
+    rows = [(n["node"], n["kind"], "x".join(map(str, n["shape"])),
+             ", ".join(f"{k} {v}" for k, v in n["parameters"].items()),
+             "" if n["dt_over_tau"] is None else f"{n['dt_over_tau']:.3g}", n["lava"]) for n in description["nodes"]]
+    out.print(rich_table(("node", "kind", "shape", "parameters", "dt/tau", "on Lava"), rows, f"{model.name}"))
+    out.print(f"dt = {step:g} s; " + ("forward Euler stable on every population" if not description["unstable_dt"]
+                                      else "UNSTABLE (dt/tau > 1): " + ", ".join(description["unstable_dt"])))
+    if description["refused"]:
+        out.print(f"refused on Lava: {description['refused']}")
+    else:
+        out.print(f"synaptic operations per step if every neuron fired: {description['sop_per_step_all_firing']:,} SOP")
+    if description["fixed_point_integers"]:
+        out.print("carries exact fixed-point integers (lava-fixed runs them as they are)")
+    for warning in description["warnings"]:
+        console.print(f"warning: {warning}")
