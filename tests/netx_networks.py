@@ -39,6 +39,10 @@ NETWORKS = {
                                  cuba.Pool(neuron(1.0, 0.5, 0.5), 2, delay_shift=False),
                                  cuba.Flatten(),
                                  cuba.Dense(neuron(), 64, 6, weight_scale=4, delay_shift=False)]),
+    # on digits (8 x 8 = 64 inputs, 10 classes): for profile, control and report
+    "digits": ((64,), lambda: [cuba.Input(None, delay_shift=False),
+                               cuba.Dense(neuron(1.0, 0.5, 0.5), 64, 40, weight_scale=4, delay_shift=False),
+                               cuba.Dense(neuron(1.0, 0.5, 0.5), 40, 10, weight_scale=4, delay_shift=False)]),
 }
 
 

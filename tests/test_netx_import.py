@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -118,6 +120,23 @@ def test_export_of_a_slayer_model_and_import_of_its_export_hdf5_run_identically(
         assert np.array_equal(ours.spikes[name], theirs.spikes[f"L{index}_neuron"]), name
     bias = model.readout.bias.detach().double().numpy()
     assert np.allclose(theirs.outputs / SCALE + bias, ours.outputs, atol=1e-9)
+
+
+def test_profile_control_and_report_work_on_an_imported_network(tmp_path, no_leaks):
+    net, graph = tmp_path / "digits.net", tmp_path / "digits.nir"
+    make_network("digits", net)
+    assert run_cli("import", net, "-o", graph).returncode == 0
+    result = run_cli("profile", graph, "--latency", "4", "--samples", "40", "-o", tmp_path / "profile.json")
+    assert result.returncode == 0, result.stderr
+    profile = json.loads((tmp_path / "profile.json").read_text())
+    assert profile["latency"] == [1, 2, 3, 4] and min(profile["sop"]["mean"]) > 0
+    result = run_cli("control", graph, "--policy", "static", "--battery-mj", "1e-3", "--inferences", "10",
+                     "--samples", "10", "--no-evaluate", "-o", tmp_path / "control")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "control" / "mission.json").read_text())
+    result = run_cli("report", tmp_path / "profile.json", "-o", tmp_path / "report")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "report" / "report.md").exists()
 
 
 # --------------------------------------------------------------------------- refused by name

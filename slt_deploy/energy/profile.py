@@ -28,6 +28,7 @@ from ..core.errors import UserError
 from ..data.splits import encode, EVAL_SEED, evaluation_inputs, load_split
 from ..deploy.plan import DeployPlan
 from ..ir.graph import analyse
+from ..ir.nirfile import metadata_json
 from ..readout import accuracy_per_latency
 from ..simulation import session_for, simulate
 from .counts import OperationCounts, counted_run
@@ -83,9 +84,15 @@ def noisy_events(frames: np.ndarray, noise: Noise) -> np.ndarray:
 
 def graph_stream(graph, data: str, split: str, samples: int | None = None, latency: int | None = None):
     """Evaluation inputs for a deployed graph: (x [N, T, *input shape], labels [N],
-    the split, its encoding). T is ``latency`` or the graph's ``latency_T``."""
+    the split, its encoding). T is ``latency``, else the graph's ``latency_T``,
+    else the largest latency of the energy profile stored in it (a foreign
+    graph profiled with ``--latency``)."""
     meta = graph.metadata or {}
-    T = int(latency or meta.get("latency_T", 0))
+    profiled = metadata_json(graph, "energy_profile_json") or {}
+    latencies = profiled.get("latency") if isinstance(profiled, dict) else None
+    if not (isinstance(latencies, list) and latencies and all(isinstance(t, int) for t in latencies)):
+        latencies = [0]
+    T = int(latency or meta.get("latency_T") or max(latencies))
     if T < 1:
         raise UserError("the graph has no latency_T in its metadata: give --latency")
     flat = analyse(graph)
