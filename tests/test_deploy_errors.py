@@ -95,13 +95,18 @@ def test_fan_in_of_different_shapes():
         plan(nodes, edges)
 
 
-def test_bias_into_a_current_based_synapse():
+def test_a_constant_current_into_a_current_based_synapse_comes_from_an_always_firing_neuron():
     cuba = nir.CubaLIF(tau_syn=np.full(4, 2e-3), tau_mem=np.full(4, 2e-3), r=np.ones(4), v_leak=np.zeros(4),
                        v_threshold=np.ones(4), w_in=np.ones(4), v_reset=np.zeros(4))
     nodes, edges = chain(("a", affine(bias=0.3), ["input"]), ("cuba", cuba, ["a"]))
     edges.append(("cuba", "output"))
-    with pytest.raises(UserError, match="node 'cuba' \\(CubaLIF\\) receives a constant current"):
-        plan(nodes, edges)
+    result = plan(nodes, edges)
+    source = result.populations["cuba:constant"]
+    assert source.constant and source.depth == result.populations["cuba"].depth - 1 and source.size == 1
+    (projection,) = [p for p in result.projections if p.source == "cuba:constant"]
+    gain = 0.5 * 0.5  # dv du r w_in with dt / tau = 1/2 each
+    assert projection.delay == 0 and np.allclose(projection.weight, gain * 0.3)
+    assert np.all(result.populations["cuba"].bias == 0)  # not on v
 
 
 def test_non_spiking_neuron_inside_the_network():
@@ -118,14 +123,6 @@ def test_a_dt_that_makes_forward_euler_unstable():
     with pytest.raises(UserError, match=r"node 'la' \(LIF\): dt/tau = 10 > 1 with dt = 0.001 s"):
         plan(nodes, edges)
     assert plan_deployment(graph(nodes, edges), DT, allow_unstable_dt=True).populations["la"].dv == pytest.approx(10)
-
-
-def test_per_neuron_time_constants():
-    nodes, edges = chain(("a", affine(), ["input"]), ("la", lif(4), ["a"]))
-    nodes["la"].tau = np.array([2e-3, 2e-3, 3e-3, 2e-3])
-    edges.append(("la", "output"))
-    with pytest.raises(UserError, match="node 'la': tau differs between neurons"):
-        plan(nodes, edges)
 
 
 def test_missing_input_or_output_and_dangling_edges():

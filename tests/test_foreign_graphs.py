@@ -268,7 +268,7 @@ def _snntorch_model(kind: str, reset_delay: bool = False):
         model = torch.nn.Sequential(
             torch.nn.Linear(12, 10),
             recurrent,
-            torch.nn.Linear(10, 6, bias=False),  # no constant current into a CubaLIF synapse
+            torch.nn.Linear(10, 6),  # its default bias: a constant current into the CubaLIF synapse
             snn.Synaptic(alpha=torch.full((6,), 0.7), beta=torch.full((6,), 0.9), threshold=torch.ones(6),
                          reset_mechanism="zero", reset_delay=reset_delay, init_hidden=True, output=True),
         )
@@ -426,9 +426,6 @@ def test_snntorch_default_reset_delay_is_not_nir(tmp_path):
     ``reset_delay=False`` (the exporter does not see the flag), so NIR's
     reading of it -- and Lava's -- follows the reset_delay=False neuron."""
     from snntorch.export_nir import export_to_nir
-
-    import slt_deploy.deploy.plan as deploy
-    from slt_deploy.core.errors import UserError
 
     exact = _snntorch_model("rleaky_synaptic", reset_delay=False)
     default = _snntorch_model("rleaky_synaptic", reset_delay=True)

@@ -127,14 +127,14 @@ class _Builder:
             padding = "same"
         fan_in = (c_in // groups) * k * k * gain
         weight = self.weights((c_out, c_in // groups, k, k), fan_in, strength)
-        bias = np.zeros(c_out) if cuba else rng.normal(0, 0.1, c_out) * strength
+        bias = rng.normal(0, 0.1, c_out) * strength  # into a CubaLIF too: a constant synaptic current
         node = nir.Conv2d(input_shape=(h, w), weight=weight, stride=stride, padding=padding,
                           dilation=dilation, groups=groups, bias=bias)
         return self.add("conv", node, source), (c_out, *out), strength
 
     def dense(self, source: str, size: int, n_out: int, cuba: bool, strength: float = 1.0):
         weight = self.weights((n_out, size), size, strength)
-        if cuba or self.draw(st.booleans()):
+        if self.draw(st.booleans()):
             node = nir.Linear(weight=weight)
         else:
             node = nir.Affine(weight=weight, bias=self.rng.normal(0, 0.1, n_out) * strength)
@@ -241,8 +241,8 @@ class _Builder:
         """A population with a recurrent self-loop through one synaptic layer
         (Linear on vectors, a same-size Conv2d on images); nested: as a
         sub-graph, the way snnTorch exports recurrent layers."""
-        # a bias on the recurrent layer (snnTorch RLeaky's default), except into a CubaLIF synapse
-        biased = not isinstance(neuron, nir.CubaLIF) and self.draw(st.booleans())
+        # a bias on the recurrent layer (snnTorch RLeaky's default)
+        biased = self.draw(st.booleans())
         if len(shape) == 1:
             weight = self.rng.normal(0, 1.0 / shape[0], (shape[0], shape[0]))
             loop = nir.Affine(weight=weight, bias=self.rng.normal(0, 0.2, shape[0])) if biased \
@@ -342,7 +342,7 @@ def reference_of(graph, x, latencies):
     """The float64 reference run, with a note of its firing; silent graphs are skipped."""
     reference = simulate(graph, "torch", x, latencies=latencies, dt=DT, record_spikes=True)
     plan = plan_deployment(graph, DT)
-    spiking = sorted(p.name for p in plan.neuron_populations if p.spiking)
+    spiking = sorted(p.name for p in plan.neuron_populations if p.spiking and not p.constant)
     rates = {name: float(reference.spikes[name].mean()) for name in spiking}
     note(f"firing rates {rates}")
     for name, rate in rates.items():

@@ -1,5 +1,6 @@
 """The NIR that other libraries write with their defaults runs exactly:
-a bias on a recurrent edge (snnTorch RLeaky's default), per-neuron
+a bias on a recurrent edge (snnTorch RLeaky's default), a constant current into a
+CubaLIF synapse (snnTorch Synaptic after its default Linear), per-neuron
 thresholds (learned theta), LIF with v_leak != 0 and r != 1, IF with a
 per-neuron r. For each: Lava float == the NIR reference (identical spikes,
 outputs within 1e-9) across back-to-back samples with per-sample
@@ -137,3 +138,32 @@ def test_snntorch_conventions_nir_cannot_say_are_named(tmp_path):
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "node 'lif' looks like snnTorch's export" in warnings[0]
     assert "resets by subtracting the threshold" in warnings[0]
+
+
+def test_a_constant_current_into_a_cubalif_synapse(no_leaks):
+    """A biased Affine into a CubaLIF (snnTorch's Synaptic after its default
+    Linear): the constant reaches the synaptic current through an extra
+    neuron that fires at every step; Lava == reference, and its synaptic
+    operations are counted alike by every backend."""
+    from slt_deploy.energy.counts import counted_run
+    from slt_deploy.simulation import Session
+
+    full = lambda v: np.full(N, float(v))  # noqa: E731
+    nodes = {**_io(), "a": nir.Affine(weight=_weights(12), bias=np.linspace(-0.2, 0.6, N)),
+             "cuba": nir.CubaLIF(tau_syn=full(4e-3), tau_mem=full(2e-3), r=full(1.5), v_leak=full(0.05),
+                                 v_threshold=full(1.0), v_reset=full(0), w_in=full(1.2)),
+             "b": nir.Affine(weight=_weights(13), bias=np.linspace(0.1, 0.3, N)),
+             "out": nir.CubaLI(tau_syn=full(4e-3), tau_mem=full(3e-3), r=full(1.0), v_leak=full(0.0), w_in=full(1.0))}
+    g = graph(nodes, [("input", "a"), ("a", "cuba"), ("cuba", "b"), ("b", "out"), ("out", "output")])
+    _assert_lava_float_is_the_reference(g, _spikes(seed=4), np.array([8, 3, 8, 5]))
+    x = _spikes(seed=5)
+    counts = {}
+    for backend in ("torch", "lava-fused"):
+        with Session(g, backend, x.shape[1], dt=DT, record_spikes=backend == "torch", lanes=1 if backend == "torch" else 4) as session:
+            counts[backend] = counted_run(session, x)[1]
+    layers = {layer.name: layer for layer in counts["torch"].layers}
+    assert set(layers) == {layer.name for layer in counts["lava-fused"].layers}
+    for layer in counts["lava-fused"].layers:
+        assert np.array_equal(layer.effective, layers[layer.name].effective), layer.name
+    constant = [layer for layer in counts["torch"].layers if layer.source == "cuba:constant"][0]
+    assert np.all(constant.effective == N)  # one spike per step into N synapses

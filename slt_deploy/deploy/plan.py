@@ -12,8 +12,10 @@ synaptic projections between them, as a neuromorphic chip runs them.
   the population deliver (a recurrent edge's bias included: NIR's back edge
   carries it from a sample's first step on). One du, dv and vth per population (Lava has one per
   process; per-neuron thresholds theta_i are folded into the gain and bias,
-  v / theta_i, with vth = 1); a reset other than to 0, a constant current
-  into a CubaLIF's synapse and per-neuron time constants are refused by name.
+  v / theta_i, with vth = 1); a constant current into a CubaLIF's synapse
+  comes from an extra one-neuron population that fires at every step
+  (:func:`_constant_source`); a reset other than to 0 and per-neuron time
+  constants are refused by name.
 * Every maximal chain of linear nodes (Affine, Linear, Conv2d, Flatten,
   SumPool2d, AvgPool2d, Scale) between two populations becomes one
   *projection* -- the synaptic layer as deployed. Pooling in front of a
@@ -68,6 +70,7 @@ class Population:
     bias: np.ndarray | None = None  # per neuron, added to v every step
     gain: np.ndarray | None = None  # per neuron, applied to incoming projections
     depth: int = 0
+    constant: bool = False  # not a NIR node: one neuron that fires every step (a constant current's source)
 
     @property
     def size(self) -> int:
@@ -328,6 +331,22 @@ def _population(flat: FlatGraph, name: str, dt: float) -> Population:
     return Population(name, kind, shape, du=first(p.du), dv=first(p.dv), vth=vth, bias=bias, gain=gain)
 
 
+CONSTANT_SUFFIX = ":constant"
+"""Name of the always-firing source population of a constant current into ``<target>``."""
+
+
+def _constant_source(target: Population, constant: np.ndarray) -> tuple[Population, Projection]:
+    """A constant current c into a current-based synapse (CubaLIF/CubaLI), as
+    a chip would carry it: one neuron that fires at every step (bias 1 >
+    threshold 1/2, no memory) and a projection of weights gain x c into the
+    target, one pipeline step in front of it (:func:`_assign_depths`)."""
+    source = Population(f"{target.name}{CONSTANT_SUFFIX}", "LIF", (1,), du=1.0, dv=1.0, vth=0.5,
+                        bias=np.ones(1), gain=np.ones(1), constant=True)
+    weight = (target.gain * constant).reshape(-1, 1)
+    return source, Projection(source=source.name, target=target.name, nodes=(), kind="dense", weight=weight,
+                              source_shape=(1,), target_shape=target.shape)
+
+
 def _scale_rows(projection: dict, gain: np.ndarray, target: str) -> None:
     """Multiply the synapses into each target neuron by its gain."""
     if projection["kind"] == "dense":
@@ -454,6 +473,7 @@ def plan_deployment(graph, dt: float, input_kind: str | None = None, allow_unsta
                    if flat.kinds[name] in NEURON_TYPES + ("Input",)}
     output = flat.output_name
     projections: list[Projection] = []
+    extra: list[tuple[Population, Projection]] = []  # constant-current sources (CubaLIF synapses)
     output_bias = np.zeros(flat.shapes[output])
     output_population = None
 
@@ -494,11 +514,11 @@ def plan_deployment(graph, dt: float, input_kind: str | None = None, allow_unsta
         else:
             population = populations[target]
             if np.any(constant != 0) and population.nir_kind in ("CubaLIF", "CubaLI"):
-                raise UserError(
-                    f"node '{target}' ({population.nir_kind}) receives a constant current (a bias); "
-                    "Lava adds biases to v, not to the synaptic current"
-                )
-            population.bias = population.bias + population.gain * constant
+                # Lava adds its bias to v, not to the synaptic current: the constant
+                # arrives through synapses from a neuron that fires at every step
+                extra.append(_constant_source(population, constant))
+            else:
+                population.bias = population.bias + population.gain * constant
 
     for population in populations.values():
         if not population.spiking and not population.is_input:
@@ -509,6 +529,14 @@ def plan_deployment(graph, dt: float, input_kind: str | None = None, allow_unsta
                 )
         if population.spiking and not np.isfinite(population.vth):
             raise UserError(f"node '{population.name}': threshold must be finite")
+    for source, projection in extra:  # each just before its target, so that populations stay in order
+        ordered = {}
+        for name, population in populations.items():
+            if name == projection.target:
+                ordered[source.name] = source
+            ordered[name] = population
+        populations = ordered
+        projections.append(projection)
     plan = DeployPlan(
         populations=populations,
         projections=projections,
@@ -543,11 +571,17 @@ def _linear_nodes_between(flat: FlatGraph, source: str, target: str) -> set[str]
 def _assign_depths(plan: DeployPlan) -> None:
     order = list(plan.populations)
     depth = {plan.input_name: 0}
+    constant = {name for name, p in plan.populations.items() if p.constant}
     for name in order[1:]:
-        incoming = [p for p in plan.into(name) if not p.recurrent]
+        if name in constant:
+            continue
+        incoming = [p for p in plan.into(name) if not p.recurrent and p.source not in constant]
         if not incoming:
             raise UserError(f"node '{name}' receives input only through a recurrent edge")
         depth[name] = max(depth[p.source] + 1 for p in incoming)
+    for projection in plan.projections:  # a constant source fires one step in front of its target
+        if projection.source in constant:
+            depth[projection.source] = depth[projection.target] - 1
     for name, population in plan.populations.items():
         population.depth = depth[name]
     for projection in plan.projections:

@@ -95,6 +95,8 @@ def synapse_counts(plan: DeployPlan, inputs: np.ndarray, spikes: dict[str, np.nd
             activity = x.reshape(samples, steps, -1)
             if plan.input_kind == "analog":
                 activity = np.ones_like(activity)  # every input element, whatever its value
+        elif source.constant:  # a constant current's source fires at every step
+            activity = np.ones((samples, steps, 1))
         else:
             if projection.source not in spikes:
                 raise UserError(f"no spikes recorded for population '{projection.source}'")

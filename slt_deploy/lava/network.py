@@ -179,9 +179,12 @@ class LavaNetwork(WatchedRuntime):
                             chunk_counters)
             if progress is not None:
                 progress(chunk.stop)
+        # a constant current's source population is not a NIR node: its spikes are not reported
+        spikes = {name: value for name, value in spikes.items() if not plan.populations[name].constant}
         if counters is None:
             return Simulation(outputs, spikes, plan=plan)
-        return Simulation(outputs, spikes, counters[0], counters[1], plan=plan)
+        firing = {name: value for name, value in counters[1].items() if not plan.populations[name].constant}
+        return Simulation(outputs, spikes, counters[0], firing, plan=plan)
 
     def _slots(self, count: int):
         """(lane, slot) of the k-th sample of a run: lanes first, then ring slots."""

@@ -336,7 +336,34 @@ def slayer_outputs(plan: DeployPlan, inputs: np.ndarray, max_latency: int = 8) -
 # --------------------------------------------------------------------------- running on Lava
 
 
-class NetxRunner(WatchedRuntime):
+class _SourceDriven(WatchedRuntime):
+    """A netx network driven by a ring-buffer ``source`` (its runtime is the
+    source's); ``close()`` stops it. A context manager."""
+
+    label = "netx network"
+    source: Source
+    started: bool
+
+    def _runtime(self):
+        return self.source.runtime
+
+    def close(self) -> None:
+        """Stop the Lava runtime (frees its OS processes and shared memory)."""
+        if self.started and not self.closed:
+            try:
+                self._guarded(self.source.stop, 0, "stop", watch_processes=False)
+            finally:
+                self.closed = True
+        self.closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class NetxRunner(_SourceDriven):
     """Runs samples through a netx network on Lava's fixed-point simulator
     (``Loihi2SimCfg(select_tag="fixed_pt")``), back to back in long runs of
     up to ``capacity`` samples (the input ring buffer holds ``capacity *
@@ -357,8 +384,6 @@ class NetxRunner(WatchedRuntime):
     ``close()``. Watchdog as in :class:`~slt_deploy.lava.network.LavaNetwork`: a run may
     take ``startup_seconds`` (first run) + ``step_seconds`` per step (by
     default growing with the network's size, as there)."""
-
-    label = "netx network"
 
     def __init__(self, network, io: NetxIO, capacity: int = 16, readout: str = "voltage",
                  lifetime: int | None = None, step_seconds: float | None = None, startup_seconds: float = 120.0,
@@ -450,23 +475,6 @@ class NetxRunner(WatchedRuntime):
         self.steps_run += run_steps
         return outputs
 
-    def _runtime(self):
-        return self.source.runtime
-
-    def close(self) -> None:
-        """Stop the Lava runtime (frees its OS processes and shared memory)."""
-        if self.started and not self.closed:
-            try:
-                self._guarded(self.source.stop, 0, "stop", watch_processes=False)
-            finally:
-                self.closed = True
-        self.closed = True
-
-    def __enter__(self) -> "NetxRunner":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def run_netx(plan: DeployPlan, inputs, latencies=None, path: str | os.PathLike | None = None,
@@ -482,7 +490,7 @@ def run_netx(plan: DeployPlan, inputs, latencies=None, path: str | os.PathLike |
 # --------------------------------------------------------------------------- any netx file, as lava-dl runs it
 
 
-class NetxFileRunner(WatchedRuntime):
+class NetxFileRunner(_SourceDriven):
     """A netx network file run exactly as lava-dl loads it
     (``netx.hdf5.Network`` on ``Loihi2SimCfg(select_tag="fixed_pt")``), with
     a ring-buffer sink on every block's spikes: the peer that ``slt-deploy
@@ -495,8 +503,6 @@ class NetxFileRunner(WatchedRuntime):
     ``reset_offset`` 0 or 1 zeroes every block when its sample's first frame
     arrives. ``names``: the imported graph's population names of the blocks
     (``L<i>_neuron``, by file layer index). Use as a context manager."""
-
-    label = "netx network"
 
     def __init__(self, path: str | os.PathLike, input_shape: tuple[int, ...], max_latency: int,
                  capacity: int = 16, step_seconds: float = 1.0, startup_seconds: float = 120.0,
@@ -578,19 +584,3 @@ class NetxFileRunner(WatchedRuntime):
         self.steps_run += run_steps
         return result
 
-    def _runtime(self):
-        return self.source.runtime
-
-    def close(self) -> None:
-        if self.started and not self.closed:
-            try:
-                self._guarded(self.source.stop, 0, "stop", watch_processes=False)
-            finally:
-                self.closed = True
-        self.closed = True
-
-    def __enter__(self) -> "NetxFileRunner":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

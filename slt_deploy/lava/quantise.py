@@ -118,7 +118,7 @@ class QuantisedPlan:
         worst = self._worst_case_input()
         for population in plan.neuron_populations:
             given = exact["populations"].get(population.name)
-            self.populations[population.name] = (self._population(population, worst[population.name])
+            self.populations[population.name] = (self._population(population, worst.get(population.name, 0.0))
                                                  if given is None else _exact_population(population, given))
         self.output_scale = 1.0 if plan.output_name in exact["projections"] else \
             self._output_scale(worst.get(plan.output_name, 1.0))
