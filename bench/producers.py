@@ -90,11 +90,11 @@ def _snntorch_model(kind):
                   torch.nn.Linear(10, 6),
                   snn.Leaky(beta=torch.full((6,), 0.9), threshold=torch.ones(6), reset_mechanism="zero",
                             init_hidden=True, output=True)]
-    else:  # RLeaky with its default biased recurrent layer, then Synaptic
+    else:  # RLeaky with its default biased recurrent layer, then a biased Linear into Synaptic
         layers = [torch.nn.Linear(12, 10),
                   snn.RLeaky(beta=torch.full((10,), 0.8), threshold=torch.ones(10), linear_features=10,
                              reset_mechanism="zero", reset_delay=False, init_hidden=True),
-                  torch.nn.Linear(10, 6, bias=False),
+                  torch.nn.Linear(10, 6),  # its default bias: a constant current into the Synaptic
                   snn.Synaptic(alpha=torch.full((6,), 0.7), beta=torch.full((6,), 0.9), threshold=torch.ones(6),
                                reset_mechanism="zero", reset_delay=False, init_hidden=True, output=True)]
     with torch.no_grad():
