@@ -80,6 +80,27 @@ def test_pooling_layers_netx_cannot_run_match_slayer(tmp_path, no_leaks):
     _assert_same_spikes({"L1_neuron": slayer_out[1], "L2_neuron": slayer_out[2], "L4_neuron": slayer_out[4]}, ours)
 
 
+def test_an_average_readout_is_the_mean_over_output_groups(tmp_path):
+    """slayer's average block (the mean of each group of outputs; its own
+    export_hdf5 cannot write it, so the layer is added as netx reads it)."""
+    path = tmp_path / "average.net"
+    make_network("dense", path)
+    with h5py.File(path, "r+") as handle:
+        layer = handle.create_group("layer/3")
+        layer["type"] = np.array([b"average"], dtype="S10")
+        layer["shape"] = np.array([1])
+    graph = read_netx(path)
+    assert type(graph.nodes["L3_average"]).__name__ == "Linear"
+    x = spikes((20,), 3, STEPS)
+    result = simulate(graph, "torch", x, record_spikes=True)
+    last = result.spikes["L2_neuron"]  # 5 neurons, one group
+    assert last.sum() > 0 and np.allclose(result.outputs[..., 0], last.mean(-1))
+    with h5py.File(path, "r+") as handle:
+        handle["layer/3/shape"][...] = [3]  # 5 values cannot be split into 3 groups
+    with pytest.raises(UserError, match="5 values cannot be averaged into 3 outputs"):
+        read_netx(path)
+
+
 def test_import_compare_reports_netx_fixed_and_float_side_by_side(tmp_path, no_leaks):
     path = tmp_path / "dense.net"
     make_network("dense", path)
