@@ -220,9 +220,8 @@ class _Builder:
             self.add(name, nir.Flatten(input_type={"input": np.array(self.shape)}, start_dim=0, end_dim=-1))
             self.shape = (math.prod(self.shape),)
 
-    def neuron(self, layer: _Layer, name: str, synapse, bias: np.ndarray, kind: str) -> None:
-        """A synapse node (its weights already divided by the gain) into the layer's neuron."""
-        neuron = _Neuron(layer)
+    def neuron(self, neuron: _Neuron, name: str, synapse, bias: np.ndarray, kind: str) -> None:
+        """A synapse node (its weights already divided by the neuron's gain) into the layer's neuron."""
         self.add(f"{name}_{kind}", synapse)
         self.add(f"{name}_neuron", neuron.node(self.shape, bias, self.dt))
         self.populations[f"{name}_neuron"] = neuron.fixed()
@@ -274,7 +273,7 @@ def _dense(layer: _Layer, b: _Builder, name: str, last: bool) -> None:
     else:
         synapse, bias_v = nir.Linear(weight=weight / neuron.gain), bias
     b.shape = out
-    b.neuron(layer, name, synapse, bias_v, "dense")
+    b.neuron(neuron, name, synapse, bias_v, "dense")
 
 
 def _conv_node(layer: _Layer, b: _Builder, weight, stride, padding, dilation, groups, bias, gain, use_bias: bool):
@@ -319,7 +318,7 @@ def _conv(layer: _Layer, b: _Builder, name: str, last: bool) -> None:
                            layer.pair("dilation", 1), groups, bias, neuron.gain, neuron.nir_kind == "IF")
     b.shape = out
     bias_v = np.zeros(out) if neuron.nir_kind == "IF" else np.broadcast_to(bias[:, None, None], out).copy()
-    b.neuron(layer, name, node, bias_v, "conv")
+    b.neuron(neuron, name, node, bias_v, "conv")
 
 
 def _pool(layer: _Layer, b: _Builder, name: str, last: bool) -> None:
@@ -339,7 +338,7 @@ def _pool(layer: _Layer, b: _Builder, name: str, last: bool) -> None:
                            layer.pair("padding", 0), layer.pair("dilation", 1), channels, np.zeros(channels),
                            neuron.gain, False)
     b.shape = out
-    b.neuron(layer, name, node, np.zeros(out), "pool")
+    b.neuron(neuron, name, node, np.zeros(out), "pool")
     b.notes.append(f"{layer.label}: netx 0.6.0 cannot run pooling layers (NotImplementedError); imported as "
                    "slayer's per-channel sum pool with one shared weight")
 
@@ -385,13 +384,12 @@ def _input(layer: _Layer, b: _Builder, name: str, last: bool) -> None:
         b.notes.append(f"{layer.label}: its input (weight {weight:g}) enters the neuron's current; netx's users "
                        "drive this neuron through its bias, which differs when iDecay < 4096")
     if neuron.nir_kind == "IF":
-        scale = nir.Scale(scale=np.full(b.shape, weight))
-        b.neuron(layer, name, scale, np.zeros(b.shape), "input")
         if bias:
             raise UserError(f"{layer.label}: an input bias on a neuron without leak (vDecay = 0) is not supported")
+        b.neuron(neuron, name, nir.Scale(scale=np.full(b.shape, weight)), np.zeros(b.shape), "input")
         return
     scale = nir.Scale(scale=np.full(b.shape, weight / neuron.gain))
-    b.neuron(layer, name, scale, np.full(b.shape, bias), "input")
+    b.neuron(neuron, name, scale, np.full(b.shape, bias), "input")
 
 
 LAYER_READERS = {"input": _input, "dense": _dense, "conv": _conv, "pool": _pool, "flatten": _flatten,
