@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import h5py
 import numpy as np
@@ -188,14 +189,23 @@ def _replace(key, value):
     (lambda p: p.write_text("not a network\n"), "not HDF5"),
     (lambda p: _mutate(p, lambda h: h.move("layer", "node")), "no 'layer' group"),
 ])
-def test_bad_netx_files_are_one_line_errors_and_write_nothing(change, fragment, tmp_path):
+def test_bad_netx_files_are_one_line_errors(change, fragment, tmp_path):
     path = tmp_path / "net.net"
     make_network("dense", path)
     change(path)
-    output = tmp_path / "out.nir"
-    result = run_cli("import", path, "-o", output)
-    assert_one_line_error(result, fragment)
-    assert not output.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["net.net"]
+    with pytest.raises(UserError, match=re.escape(fragment)) as error:
+        read_netx(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_bad_netx_files_through_the_command_line_exit_2_and_write_nothing(tmp_path):
+    path, output = tmp_path / "net.net", tmp_path / "out.nir"
+    for change, fragment in [(lambda p: set_neuron_type(p, 1, "SDNN"), "sigma-delta"),
+                             (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "net.net")]:
+        make_network("dense", path)
+        change(path)
+        assert_one_line_error(run_cli("import", path, "-o", output), fragment)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["net.net"]
 
 
 def test_a_nir_file_is_not_a_netx_network(tmp_path):
