@@ -336,6 +336,16 @@ def slayer_outputs(plan: DeployPlan, inputs: np.ndarray, max_latency: int = 8) -
 # --------------------------------------------------------------------------- running on Lava
 
 
+def _checked_inputs(inputs, shape: tuple[int, ...], max_latency: int) -> np.ndarray:
+    """``inputs`` as float64 [samples, steps, *shape] with steps <= ``max_latency``; a UserError otherwise."""
+    x = np.asarray(inputs, dtype=np.float64)
+    if x.ndim != 2 + len(shape) or tuple(x.shape[2:]) != tuple(shape):
+        raise UserError(f"input must have shape [samples, steps, {', '.join(map(str, shape))}], got {list(x.shape)}")
+    if x.shape[1] > max_latency:
+        raise UserError(f"{x.shape[1]} steps exceed the network's maximum latency {max_latency}")
+    return x
+
+
 class _SourceDriven(WatchedRuntime):
     """A netx network driven by a ring-buffer ``source`` (its runtime is the
     source's); ``close()`` stops it. A context manager."""
@@ -420,13 +430,8 @@ class NetxRunner(_SourceDriven):
         if self.closed:
             raise RuntimeError("the netx runner was closed")
         io = self.io
-        x = np.asarray(inputs, dtype=np.float64)
-        if x.ndim != 2 + len(io.input_shape) or tuple(x.shape[2:]) != io.input_shape:
-            raise UserError(f"input must have shape [samples, steps, {', '.join(map(str, io.input_shape))}], "
-                            f"got {list(x.shape)}")
+        x = _checked_inputs(inputs, io.input_shape, io.max_latency)
         samples, steps = x.shape[:2]
-        if steps > io.max_latency:
-            raise UserError(f"{steps} steps exceed the network's maximum latency {io.max_latency}")
         latencies = check_latencies(latencies, samples, steps)
         if self.lifetime is not None and self.steps_run + samples * io.period > self.lifetime * io.period:
             raise UserError(f"this netx runner's Monitor holds {self.lifetime} samples; "
@@ -540,13 +545,8 @@ class NetxFileRunner(_SourceDriven):
     def run(self, inputs) -> dict[str, np.ndarray]:
         """Spikes of every block, [N, steps, *shape (C, H, W) or (N,)] per
         logical step, for spikes ``inputs`` [N, steps, *input_shape]."""
-        x = np.asarray(inputs, dtype=np.float64)
-        if x.ndim != 2 + len(self.input_shape) or tuple(x.shape[2:]) != self.input_shape:
-            raise UserError(f"input must have shape [samples, steps, {', '.join(map(str, self.input_shape))}], "
-                            f"got {list(x.shape)}")
-        samples, steps = x.shape[:2]
-        if steps > self.max_latency:
-            raise UserError(f"{steps} steps exceed the maximum latency {self.max_latency}")
+        x = _checked_inputs(inputs, self.input_shape, self.max_latency)
+        samples = x.shape[0]
         spikes = {name: [] for name in self.names}
         for start in range(0, samples, self.capacity):
             for name, value in self._run_chunk(x[start: start + self.capacity]).items():
