@@ -5,7 +5,9 @@ Lava and against the producer's own simulation, spike for spike.
     .venv/bin/python bench/producers.py --readme   # and write it into README.md
 
 Rows: our own export (digits-mlp, shipped), snnTorch's export_to_nir
-(Leaky; RLeaky with its default recurrent bias + Synaptic), sinabs'
+(Leaky; RLeaky with its default recurrent bias + Synaptic; learned
+per-neuron beta and alpha), norse's to_nir (LIFBox with a learned time
+constant per neuron), sinabs'
 exporter (committed fixtures with sinabs' own recorded spikes), norse's
 from_nir reading those graphs, and lava-dl netx networks through
 ``slt-deploy import`` (the tutorial network and a generated conv network)
@@ -90,6 +92,14 @@ def _snntorch_model(kind):
                   torch.nn.Linear(10, 6),
                   snn.Leaky(beta=torch.full((6,), 0.9), threshold=torch.ones(6), reset_mechanism="zero",
                             init_hidden=True, output=True)]
+    elif kind == "learned tau":  # learn_beta / learn_alpha: a time constant per neuron
+        layers = [torch.nn.Linear(12, 10),
+                  snn.Leaky(beta=torch.linspace(0.5, 0.95, 10), threshold=torch.ones(10), reset_mechanism="zero",
+                            reset_delay=False, init_hidden=True, learn_beta=True),
+                  torch.nn.Linear(10, 6, bias=False),
+                  snn.Synaptic(alpha=torch.linspace(0.4, 0.9, 6), beta=torch.linspace(0.95, 0.6, 6),
+                               threshold=torch.ones(6), reset_mechanism="zero", reset_delay=False, init_hidden=True,
+                               output=True, learn_alpha=True, learn_beta=True)]
     else:  # RLeaky with its default biased recurrent layer, then a biased Linear into Synaptic
         layers = [torch.nn.Linear(12, 10),
                   snn.RLeaky(beta=torch.full((10,), 0.8), threshold=torch.ones(10), linear_features=10,
@@ -99,7 +109,7 @@ def _snntorch_model(kind):
                                reset_mechanism="zero", reset_delay=False, init_hidden=True, output=True)]
     with torch.no_grad():
         layers[0].weight.mul_(2.5)
-        layers[2].weight.mul_(2.0 if kind == "Leaky" else 1.0)
+        layers[2].weight.mul_({"Leaky": 2.0, "learned tau": 3.0}.get(kind, 1.0))
     return torch.nn.Sequential(*layers)
 
 
@@ -126,7 +136,7 @@ def snntorch(rows, tmp: Path):
 
     from slt_deploy.ir.nirfile import write_graph
 
-    for kind in ("Leaky", "RLeaky+Synaptic"):
+    for kind in ("Leaky", "RLeaky+Synaptic", "learned tau"):
         model = _snntorch_model(kind)
         path = tmp / f"snntorch_{kind}.nir"
         write_graph(export_to_nir(model, torch.rand(1, 12), ignore_dims=[0]), path)
@@ -136,6 +146,41 @@ def snntorch(rows, tmp: Path):
         theirs = _snntorch_run(model, x)
         rows.append(row("snnTorch export_to_nir", kind, "snnTorch's own run vs Lava float (outputs)", theirs.size,
                         int((theirs != lava.outputs).sum()), np.abs(theirs - lava.outputs).max()))
+
+
+def norse_learned_tau(rows, tmp: Path):
+    """norse LIFBox layers with a time constant per neuron, exported with
+    ``to_nir(dt=1.0)`` (the file then holds tau = 1/tau_mem_inv), against the
+    original module at norse's own 1 ms step."""
+    import norse.torch as nt
+
+    from slt_deploy.ir.nirfile import write_graph
+
+    def lif_box(n, low, high, v_th):
+        return nt.LIFBoxCell(nt.LIFBoxParameters(tau_mem_inv=torch.linspace(low, high, n),
+                                                 v_th=torch.full((n,), v_th), v_leak=torch.zeros(n)))
+
+    torch.manual_seed(20240601)
+    model = nt.SequentialState(torch.nn.Linear(12, 10), lif_box(10, 120.0, 600.0, 0.3),
+                               torch.nn.Linear(10, 6), lif_box(6, 80.0, 300.0, 0.2))
+    with torch.no_grad():
+        for layer in (model[0], model[2]):
+            layer.weight.mul_(8.0)
+    path = tmp / "norse_learned_tau.nir"
+    write_graph(nt.to_nir(model, torch.rand(12), dt=1.0), path)
+    x = spikes((12,), steps=20, seed=7)
+    lava = simulate(read_graph(path), "lava-float", x, dt=1e-3)
+    module, theirs = model.double(), []
+    with torch.no_grad():
+        for sample in x:
+            state, steps = None, []
+            for frame in sample:
+                value, state = module(torch.as_tensor(frame), state)
+                steps.append(value.numpy())
+            theirs.append(np.stack(steps))
+    theirs = np.stack(theirs)
+    rows.append(row("norse to_nir", "learned tau (LIFBox)", "norse's own run vs Lava float (outputs)", theirs.size,
+                    int((theirs != lava.outputs).sum()), np.abs(theirs - lava.outputs).max()))
 
 
 def sinabs(rows):
@@ -184,6 +229,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ours(rows)
         snntorch(rows, Path(tmp))
+        norse_learned_tau(rows, Path(tmp))
         sinabs(rows)
         netx(rows, Path(tmp))
     table = "\n".join(rows)

@@ -225,16 +225,19 @@ def lif_step_fixed(a_in, state, p: FixedNeuronParameters):
     return fired, (u, np.where(fired, 0, v))
 
 
-def fixed_decays(du: float, dv: float) -> tuple[int, int, float, float]:
+def fixed_decays(du, dv):
     """Lava's 12-bit decays (du, dv) nearest to float decays, and each one's
-    absolute error in the decay factor. The current decay factor is
-    (4096 - (du + 1)) / 4096, the voltage's (4096 - dv) / 4096, dv <= 4095."""
-    keep = round((1.0 - du) * DECAY_UNITY)
-    du_int = int(np.clip(DECAY_UNITY - 1 - keep, 0, DECAY_UNITY - 1))
-    dv_int = int(np.clip(round(dv * DECAY_UNITY), 0, DECAY_UNITY - 1))
-    du_error = abs((DECAY_UNITY - du_int - 1) / DECAY_UNITY - (1.0 - du))
-    dv_error = abs((DECAY_UNITY - dv_int) / DECAY_UNITY - (1.0 - dv))
-    return du_int, dv_int, du_error, dv_error
+    largest absolute error in the decay factor. The current decay factor is
+    (4096 - (du + 1)) / 4096, the voltage's (4096 - dv) / 4096, dv <= 4095.
+    Scalars give ints; per-neuron arrays give int64 arrays of their shape."""
+    du_float, dv_float = np.asarray(du, dtype=np.float64), np.asarray(dv, dtype=np.float64)
+    keep = np.round((1.0 - du_float) * DECAY_UNITY)
+    du_int = np.clip(DECAY_UNITY - 1 - keep, 0, DECAY_UNITY - 1).astype(np.int64)
+    dv_int = np.clip(np.round(dv_float * DECAY_UNITY), 0, DECAY_UNITY - 1).astype(np.int64)
+    du_error = float(np.abs((DECAY_UNITY - du_int - 1) / DECAY_UNITY - (1.0 - du_float)).max())
+    dv_error = float(np.abs((DECAY_UNITY - dv_int) / DECAY_UNITY - (1.0 - dv_float)).max())
+    as_given = lambda ints, given: int(ints) if np.ndim(given) == 0 else ints  # noqa: E731
+    return as_given(du_int, du), as_given(dv_int, dv), du_error, dv_error
 
 
 # --------------------------------------------------------------------------- norse and NIR

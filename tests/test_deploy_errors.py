@@ -71,13 +71,14 @@ def test_reset_other_than_zero():
         plan(nodes, edges)
 
 
-def test_per_neuron_time_constants():
+def test_per_neuron_time_constants_are_carried_per_neuron():
+    """Deployed, not refused (they run on DeployedLIFReset: test_per_neuron_decays.py)."""
     neuron = lif(4)
-    neuron.tau = np.array([1e-3, 2e-3, 3e-3, 4e-3])
+    neuron.tau = np.array([1e-3, 2e-3, 4e-3, 4e-3])
     nodes, edges = chain(("a", affine(), ["input"]), ("la", neuron, ["a"]))
     edges.append(("la", "output"))
-    with pytest.raises(UserError, match="node 'la': tau differs between neurons"):
-        plan(nodes, edges)
+    population = plan(nodes, edges).populations["la"]
+    assert population.per_neuron_decays and np.allclose(population.dv, [1.0, 0.5, 0.25, 0.25])
 
 
 def test_shape_mismatch():

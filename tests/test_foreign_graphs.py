@@ -149,13 +149,18 @@ def check_three_ways(graph, x: np.ndarray, dt: float):
 # --------------------------------------------------------------------------- norse
 
 
-def _norse_lif_box(shape, tau_mem_inv: float, v_th: float):
+def _norse_lif_box(shape, tau_mem_inv, v_th: float):
+    """A LIFBoxCell; ``tau_mem_inv`` a number, or a (low, high) range of per-neuron values (learned tau)."""
     import norse.torch as nt
 
     # Per-neuron tensors: a 0-d parameter becomes a 0-d HDF5 dataset, which
     # nir.write cannot store ("Scalar datasets don't support chunk/filter options").
-    return nt.LIFBoxCell(nt.LIFBoxParameters(tau_mem_inv=torch.full(shape, tau_mem_inv),
-                                             v_th=torch.full(shape, v_th), v_leak=torch.zeros(shape)))
+    if isinstance(tau_mem_inv, tuple):
+        tau_mem_inv = torch.linspace(*tau_mem_inv, int(np.prod(shape))).reshape(shape)
+    else:
+        tau_mem_inv = torch.full(shape, tau_mem_inv)
+    return nt.LIFBoxCell(nt.LIFBoxParameters(tau_mem_inv=tau_mem_inv, v_th=torch.full(shape, v_th),
+                                             v_leak=torch.zeros(shape)))
 
 
 def _norse_model(kind: str):
@@ -166,6 +171,10 @@ def _norse_model(kind: str):
     if kind == "lif_mlp":
         model = nt.SequentialState(torch.nn.Linear(12, 10), _norse_lif_box((10,), 200.0, 0.3),
                                    torch.nn.Linear(10, 6), _norse_lif_box((6,), 100.0, 0.2))
+        return model, (12,)
+    if kind == "learned_tau_mlp":  # a time constant per neuron, as training them leaves it
+        model = nt.SequentialState(torch.nn.Linear(12, 10), _norse_lif_box((10,), (120.0, 600.0), 0.3),
+                                   torch.nn.Linear(10, 6), _norse_lif_box((6,), (80.0, 300.0), 0.2))
         return model, (12,)
     if kind == "cuba_if_mlp":
         n = 10
@@ -182,10 +191,10 @@ def _norse_model(kind: str):
     raise ValueError(kind)
 
 
-NORSE_GAINS = {"lif_mlp": (8.0, 8.0), "cuba_if_mlp": (8.0, 8.0), "conv": (8.0, 8.0)}
+NORSE_GAINS = {"lif_mlp": (8.0, 8.0), "learned_tau_mlp": (8.0, 8.0), "cuba_if_mlp": (8.0, 8.0), "conv": (8.0, 8.0)}
 
 
-@pytest.mark.parametrize("kind", ["lif_mlp", "cuba_if_mlp", "conv"])
+@pytest.mark.parametrize("kind", ["lif_mlp", "learned_tau_mlp", "cuba_if_mlp", "conv"])
 def test_norse_exported_graph_runs_on_lava_float_like_norse(kind, tmp_path, no_leaks):
     """norse 1.1.0's ``to_nir`` (Linear -> Affine, Conv2d -> Conv2d, LIFBoxCell
     -> LIF, LIFCell -> CubaLIF, IAFCell -> IF; it maps no Flatten or pooling, so
@@ -218,7 +227,8 @@ def test_norse_exported_graph_runs_on_lava_float_like_norse(kind, tmp_path, no_l
         assert graph.nodes["0"].input_shape is None  # the exporter's gap, repaired by NIR itself:
         graph.infer_types()
     graph = write_and_read(graph, tmp_path, f"norse_{kind}")
-    expected = {"lif_mlp": "Affine LIF Affine LIF", "cuba_if_mlp": "Affine CubaLIF Affine IF",
+    expected = {"lif_mlp": "Affine LIF Affine LIF", "learned_tau_mlp": "Affine LIF Affine LIF",
+                "cuba_if_mlp": "Affine CubaLIF Affine IF",
                 "conv": "Conv2d LIF Conv2d LIF"}[kind]
     assert " ".join(type(graph.nodes[str(i)]).__name__ for i in range(4)) == expected
 
@@ -227,7 +237,9 @@ def test_norse_exported_graph_runs_on_lava_float_like_norse(kind, tmp_path, no_l
     lava, reference, norse_out, _ = check_three_ways(graph, x, dt)
     assert_spiking(lava.spikes)
 
-    if kind in ("lif_mlp", "conv"):  # the original norse module, same step
+    if kind == "learned_tau_mlp":
+        assert len(np.unique(np.asarray(graph.nodes["1"].tau))) == 10  # one time constant per neuron
+    if kind in ("lif_mlp", "learned_tau_mlp", "conv"):  # the original norse module, same step
         module = model.double()
         original = []
         with torch.no_grad():
@@ -259,6 +271,17 @@ def _snntorch_model(kind: str, reset_delay: bool = False):
                       output=True),
         )
         gains = (2.5, 2.0)
+    elif kind == "learned_tau":  # beta (and alpha) per neuron, as learn_beta / learn_alpha leave them
+        model = torch.nn.Sequential(
+            torch.nn.Linear(12, 10),
+            snn.Leaky(beta=torch.linspace(0.5, 0.95, 10), threshold=torch.ones(10), reset_mechanism="zero",
+                      reset_delay=False, init_hidden=True, learn_beta=True),
+            torch.nn.Linear(10, 6, bias=False),
+            snn.Synaptic(alpha=torch.linspace(0.4, 0.9, 6), beta=torch.linspace(0.95, 0.6, 6), threshold=torch.ones(6),
+                         reset_mechanism="zero", reset_delay=False, init_hidden=True, output=True,
+                         learn_alpha=True, learn_beta=True),
+        )
+        gains = (2.5, 3.0)
     elif kind == "rleaky_synaptic":
         recurrent = snn.RLeaky(beta=torch.full((10,), 0.8), threshold=torch.ones(10), linear_features=10,
                                reset_mechanism="zero", reset_delay=reset_delay, init_hidden=True)
@@ -330,10 +353,10 @@ def fold_r(graph):
     return folded
 
 
-SNNTORCH_NODES = {"leaky": {1: "1", 3: "3"}, "rleaky_synaptic": {1: "1.lif", 3: "3"}}
+SNNTORCH_NODES = {"leaky": {1: "1", 3: "3"}, "learned_tau": {1: "1", 3: "3"}, "rleaky_synaptic": {1: "1.lif", 3: "3"}}
 
 
-@pytest.mark.parametrize("kind", ["leaky", "rleaky_synaptic"])
+@pytest.mark.parametrize("kind", ["leaky", "learned_tau", "rleaky_synaptic"])
 def test_snntorch_exported_graph_runs_on_lava_float_like_snntorch(kind, tmp_path, no_leaks):
     """snnTorch 1.0.0's ``export_to_nir``: Leaky -> LIF(tau = dt/(1-beta),
     r = tau/dt = 1/(1-beta)), Synaptic -> CubaLIF(also w_in = tau_syn/dt),
@@ -376,7 +399,8 @@ def test_snntorch_exported_graph_runs_on_lava_float_like_snntorch(kind, tmp_path
     graph = write_and_read(graph, tmp_path, f"snntorch_{kind}")
     dt = 1e-4
     lif = graph.nodes[SNNTORCH_NODES[kind][1]]
-    assert np.allclose(np.asarray(lif.r), 5.0) and np.allclose(np.asarray(lif.tau), 5e-4)
+    beta = np.linspace(0.5, 0.95, 10) if kind == "learned_tau" else 0.8
+    assert np.allclose(np.asarray(lif.r), 1 / (1 - beta)) and np.allclose(np.asarray(lif.tau), dt / (1 - beta))
 
     x = bernoulli((4, 20, 12), 0.3, seed=11)
     reference, voltages = reference_with_voltages(graph, x, dt)
@@ -534,8 +558,9 @@ def test_nir_paper_single_lif_reproduces_the_authors_lava_float_trace(no_leaks):
 
 
 def test_the_torch_backend_runs_what_lava_refuses():
-    """The reference interprets NIR as written -- per-neuron time constants and a
-    reset to v_reset != 0 -- while the deployment stage refuses both by name."""
+    """The reference interprets NIR as written -- here a reset to v_reset != 0
+    (with per-neuron time constants, which Lava runs too) -- while the
+    deployment stage refuses the reset by name."""
     import nir
 
     from slt_deploy.core.errors import UserError

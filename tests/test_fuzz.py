@@ -209,10 +209,11 @@ class _Builder:
 
     def neuron(self, kind: str, shape, current: float, vary_gain: bool = False):
         """A neuron population whose gain makes ``current`` (mean input) a
-        moderate drive. One du/dv/vth per Lava process: time constants and
-        thresholds are uniform; v_leak varies per neuron, and with
-        ``vary_gain`` r too (per channel on images: a convolution carries
-        one gain per output channel)."""
+        moderate drive. v_leak varies per neuron; with ``vary_gain`` r and
+        the thresholds too (per channel on images: a convolution carries one
+        gain per output channel); time constants are drawn uniform or
+        learned, one per neuron (on images per channel, or per neuron: the
+        synapses then become a dense matrix)."""
         rng = self.rng
         full = lambda v: np.broadcast_to(np.asarray(v, dtype=np.float64), shape).copy()  # noqa: E731
         threshold = rng.uniform(0.3, 1.5)
@@ -225,12 +226,20 @@ class _Builder:
         leak = rng.uniform(-0.1, 0.2) * threshold * rng.uniform(0.5, 1.5, shape)
         if kind == "IF":
             return nir.IF(r=drive / 3, v_threshold=full(threshold), v_reset=full(0))
-        tau = DT / rng.uniform(0.15, 1.0)
+        learned_tau = self.draw(st.booleans())
+        where = shape if len(shape) == 1 or (learned_tau and self.draw(st.booleans())) else per_channel
+
+        def time_constant(low: float):  # tau with dt/tau drawn from [low, 1]
+            if learned_tau:
+                return DT / rng.uniform(low, 1.0, where) * np.ones(shape)
+            return DT / rng.uniform(low, 1.0)
+
+        tau = time_constant(0.15)
         if kind in ("LIF", "LI"):
             if kind == "LI":
                 return nir.LI(tau=full(tau), r=drive, v_leak=leak)
             return nir.LIF(tau=full(tau), r=drive, v_leak=leak, v_threshold=full(threshold), v_reset=full(0))
-        tau_syn = DT / rng.uniform(0.2, 1.0)
+        tau_syn = time_constant(0.2)
         w_in = rng.uniform(0.5, 2.0)
         params = dict(tau_syn=full(tau_syn), tau_mem=full(tau), r=drive / w_in, v_leak=leak / 2, w_in=full(w_in))
         if kind == "CubaLI":

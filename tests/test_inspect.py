@@ -36,18 +36,18 @@ def test_inspect_a_netx_network_names_populations_projections_and_sop():
     assert description["fixed_point_integers"] is True
 
 
-def _lif(shape, tau):
+def _lif(shape, tau, v_reset=0.0):
     return nir.LIF(tau=np.asarray(tau, dtype=np.float64) * np.ones(shape), r=np.ones(shape), v_leak=np.zeros(shape),
-                   v_threshold=np.ones(shape), v_reset=np.zeros(shape))
+                   v_threshold=np.ones(shape), v_reset=np.full(shape, v_reset))
 
 
 def test_inspect_says_what_is_refused_and_where_dt_is_unstable(tmp_path):
     nodes = {"input": nir.Input(input_type={"input": np.array([3])}), "a": nir.Linear(weight=np.eye(3)),
-             "lif": _lif(3, [1e-3, 2e-3, 5e-4]), "output": nir.Output(output_type={"output": np.array([3])})}
+             "lif": _lif(3, [1e-3, 2e-3, 5e-4], v_reset=0.2), "output": nir.Output(output_type={"output": np.array([3])})}
     path = tmp_path / "g.nir"
     write_graph(graph(nodes, [("input", "a"), ("a", "lif"), ("lif", "output")]), path)
     description = _inspect(path, "--dt", "1e-3")
-    assert "node 'lif': tau differs between neurons" in description["refused"]
+    assert "node 'lif' (LIF) resets to v_reset != 0" in description["refused"]
     assert description["unstable_dt"] == {"lif": 2.0}
     text = run_cli("inspect", path, "--dt", "1e-3")
     assert text.returncode == 0 and "UNSTABLE (dt/tau > 1): lif" in text.stdout and "refused on Lava" in text.stdout

@@ -135,8 +135,8 @@ def describe_graph(graph, dt: float) -> dict:
         refused = str(exc)
     else:
         for population in plan.populations.values():
-            roles[population.name] = (f"population (depth {population.depth}): du {population.du:.4g}, "
-                                      f"dv {population.dv:.4g}, vth {population.vth:.4g}"
+            roles[population.name] = (f"population (depth {population.depth}): du {_summary(population.du)}, "
+                                      f"dv {_summary(population.dv)}, vth {population.vth:.4g}"
                                       if not population.is_input else "input")
         sop = 0
         for projection in plan.projections:

@@ -10,12 +10,15 @@ synaptic projections between them, as a neuromorphic chip runs them.
     - LI / CubaLI: as LIF / CubaLIF but non-spiking (only as the graph's output)
   where c is the constant current that the biases of the layers in front of
   the population deliver (a recurrent edge's bias included: NIR's back edge
-  carries it from a sample's first step on). One du, dv and vth per population (Lava has one per
-  process; per-neuron thresholds theta_i are folded into the gain and bias,
-  v / theta_i, with vth = 1); a constant current into a CubaLIF's synapse
-  comes from an extra one-neuron population that fires at every step
-  (:func:`_constant_source`); a reset other than to 0 and per-neuron time
-  constants are refused by name.
+  carries it from a sample's first step on). One vth per population (Lava
+  has one per process; per-neuron thresholds theta_i are folded into the
+  gain and bias, v / theta_i, with vth = 1); du and dv are one value when
+  the time constants are equal across the population, else one per neuron
+  (learned tau: the per-layer graph runs them on :class:`DeployedLIFReset`,
+  Lava's LIF holding one decay per process); a constant current into a
+  CubaLIF's synapse comes from an extra one-neuron population that fires at
+  every step (:func:`_constant_source`); a reset other than to 0 is refused
+  by name.
 * Every maximal chain of linear nodes (Affine, Linear, Conv2d, Flatten,
   SumPool2d, AvgPool2d, Scale) between two populations becomes one
   *projection* -- the synaptic layer as deployed. Pooling in front of a
@@ -64,8 +67,8 @@ class Population:
     name: str
     nir_kind: str  # Input | LIF | IF | LI | CubaLIF | CubaLI
     shape: tuple[int, ...]
-    du: float = 1.0
-    dv: float = 0.0
+    du: float | np.ndarray = 1.0  # current decay per step: one value, or one per neuron (flat, size)
+    dv: float | np.ndarray = 0.0  # voltage decay per step: likewise
     vth: float = np.inf
     bias: np.ndarray | None = None  # per neuron, added to v every step
     gain: np.ndarray | None = None  # per neuron, applied to incoming projections
@@ -79,6 +82,11 @@ class Population:
     @property
     def spiking(self) -> bool:
         return self.nir_kind in SPIKING_TYPES
+
+    @property
+    def per_neuron_decays(self) -> bool:
+        """Whether du or dv differs between the neurons (learned time constants)."""
+        return np.ndim(self.du) > 0 or np.ndim(self.dv) > 0
 
     @property
     def neuron(self) -> NeuronParameters:
@@ -152,15 +160,6 @@ class DeployPlan:
 
 
 # --------------------------------------------------------------------------- linear chains
-
-
-def _scalar(value, name: str, what: str) -> float:
-    array = np.asarray(value, dtype=np.float64)
-    if array.size == 0 or not np.all(array == array.ravel()[0]):
-        raise UserError(
-            f"node '{name}': {what} differs between neurons; Lava's LIF has one value per process"
-        )
-    return float(array.ravel()[0])
 
 
 class _LinearEvaluator:
@@ -294,28 +293,16 @@ def _conv_projection(flat: FlatGraph, source: str, target_shape: tuple, chain: l
 # --------------------------------------------------------------------------- populations
 
 
-SCALAR_PARAMETERS = {
-    "LIF": ("tau", "v_threshold"),
-    "IF": ("v_threshold",),
-    "LI": ("tau",),
-    "CubaLIF": ("tau_syn", "tau_mem", "v_threshold"),
-    "CubaLI": ("tau_syn", "tau_mem"),
-}
-"""Parameters that Lava's LIF holds once per process (per population)."""
-
-
 def _population(flat: FlatGraph, name: str, dt: float) -> Population:
     """The population of neuron node ``name`` with its parameters in the general
-    form (:func:`slt_deploy.neuron.nir_neuron`); one du, dv and vth per population."""
+    form (:func:`slt_deploy.neuron.nir_neuron`); one vth per population, du and dv
+    per neuron only where they differ (:func:`_decay`)."""
     node, kind, shape = flat.nodes[name], flat.kinds[name], flat.shapes[name]
     if kind == "Input":
         return Population(name, kind, shape)
     reset = getattr(node, "v_reset", None)
     if reset is not None and np.any(np.asarray(reset) != 0):
         raise UserError(f"node '{name}' ({kind}) resets to v_reset != 0; Lava's LIF resets to 0")
-    for key in SCALAR_PARAMETERS[kind]:
-        if key != "v_threshold":
-            _scalar(getattr(node, key), name, key)
     p = nir_neuron(node, dt)
     ones = np.ones(shape)
     first = lambda value: float(np.ravel(value)[0])  # noqa: E731  (equal across the population, checked above)
@@ -328,7 +315,14 @@ def _population(flat: FlatGraph, name: str, dt: float) -> Population:
             raise UserError(f"node '{name}' ({kind}): per-neuron thresholds must be > 0 to be folded into "
                             "its weights")
         vth, bias, gain = 1.0, bias / thresholds, gain / thresholds
-    return Population(name, kind, shape, du=first(p.du), dv=first(p.dv), vth=vth, bias=bias, gain=gain)
+    return Population(name, kind, shape, du=_decay(p.du, shape), dv=_decay(p.dv, shape), vth=vth, bias=bias,
+                      gain=gain)
+
+
+def _decay(value, shape: tuple[int, ...]) -> float | np.ndarray:
+    """A decay per step: one float when equal across the population, else one per neuron (flat)."""
+    per_neuron = np.broadcast_to(np.asarray(value, dtype=np.float64), shape).ravel()
+    return float(per_neuron[0]) if np.all(per_neuron == per_neuron[0]) else per_neuron.copy()
 
 
 CONSTANT_SUFFIX = ":constant"
@@ -347,27 +341,35 @@ def _constant_source(target: Population, constant: np.ndarray) -> tuple[Populati
                               source_shape=(1,), target_shape=target.shape)
 
 
-def _scale_rows(projection: dict, gain: np.ndarray, target: str) -> None:
-    """Multiply the synapses into each target neuron by its gain."""
+def _gain_per_channel(gain: np.ndarray, conv_output_shape: tuple[int, ...]) -> bool:
+    """Whether a per-neuron input gain is one value per output channel (a convolution's kernel can carry it)."""
+    channel_gain = np.asarray(gain).reshape(conv_output_shape[0], -1)
+    return bool(np.all(channel_gain == channel_gain[:, :1]))
+
+
+def _scale_rows(projection: dict, gain: np.ndarray) -> None:
+    """Multiply the synapses into each target neuron by its gain (a
+    convolution's: one gain per channel, :func:`_gain_per_channel`)."""
     if projection["kind"] == "dense":
         projection["weight"] = projection["weight"] * gain.reshape(-1, 1)
         return
-    out_shape = projection["conv_output_shape"]
-    per_channel = gain.reshape(out_shape)
-    channel_gain = per_channel.reshape(out_shape[0], -1)
-    if not np.all(channel_gain == channel_gain[:, :1]):
-        raise UserError(f"node '{target}': input gain (r, w_in, or a per-neuron threshold) varies within a channel; "
-                        "a convolution cannot carry it")
+    channel_gain = gain.reshape(projection["conv_output_shape"][0], -1)
     projection["weight"] = projection["weight"] * channel_gain[:, 0].reshape(-1, 1, 1, 1)
 
 
+GAIN_WITHIN_CHANNEL = ("its input gain (r, w_in, a per-neuron threshold or time constant) varies within a channel, "
+                       "which a convolution's shared kernel cannot carry")
+
+
 def _dense_matrix(evaluator: _LinearEvaluator, target: str, source: str, source_shape, target_size: int,
-                  recurrent: bool) -> np.ndarray:
+                  recurrent: bool, why: str = "not a convolution chain this tool can map") -> np.ndarray:
+    """The synapses source -> target as a dense matrix [N_target, N_source];
+    ``why``: the reason named when it would exceed :data:`DENSE_LIMIT`."""
     size = int(np.prod(source_shape))
     if size * target_size > DENSE_LIMIT:
         raise UserError(
             f"the synaptic layer {source} -> {target} would need a dense matrix of "
-            f"{size * target_size:,} synapses (limit {DENSE_LIMIT:,}): not a convolution chain this tool can map"
+            f"{size * target_size:,} synapses (limit {DENSE_LIMIT:,}): {why}"
         )
     columns = []
     for start in range(0, size, 4096):
@@ -492,18 +494,22 @@ def plan_deployment(graph, dt: float, input_kind: str | None = None, allow_unsta
             for is_recurrent in [flag for flag, present in ((False, forward), (True, recurrent)) if present]:
                 chain = _chain(flat, source, target)
                 conv = None
+                why = "not a convolution chain this tool can map"
                 if chain is not None and not (is_recurrent and forward):
                     conv = _conv_projection(flat, source, target_shape, chain, target)
+                if conv is not None and not is_output and \
+                        not _gain_per_channel(populations[target].gain, conv[0]["conv_output_shape"]):
+                    conv, why = None, GAIN_WITHIN_CHANNEL  # the synapses as a dense matrix instead
                 if conv is not None:
                     fields, nodes = conv
                     spec = dict(kind="conv", **fields)
                 else:
                     nodes = tuple(n for n in (chain or []) if flat.kinds[n] != "Identity")
                     matrix = _dense_matrix(evaluator, target, source, flat.shapes[source],
-                                           int(np.prod(target_shape)), is_recurrent)
+                                           int(np.prod(target_shape)), is_recurrent, why)
                     spec = dict(kind="dense", weight=matrix)
                 if not is_output:
-                    _scale_rows(spec, populations[target].gain.ravel(), target)
+                    _scale_rows(spec, populations[target].gain.ravel())
                 if not nodes:
                     nodes = tuple(sorted(_linear_nodes_between(flat, source, target)))
                 projections.append(Projection(source=source, target=target, nodes=nodes,

@@ -42,7 +42,7 @@ from ..core.result import Simulation
 from ..deploy.plan import DeployPlan
 from ..neuron import lif_step
 from .process import (CANONICAL_FLOAT_MODELS, DeployedNetwork, build_per_layer, fused_buffer_shapes,
-                      recorded_populations)
+                      needs_deployed_lif, recorded_populations, recurrent_targets)
 from .shared import SharedArrays
 from .watchdog import WatchedRuntime, default_step_seconds
 
@@ -77,6 +77,17 @@ def run_config(mode: str):
     raise UserError(f"unknown Lava mode '{mode}': choose one of {', '.join(LAVA_MODES)}")
 
 
+def _check_loihi2_populations(plan: DeployPlan) -> None:
+    """Refuses, by name, a population that only the CPU simulator's DeployedLIFReset runs."""
+    recurrent = recurrent_targets(plan)
+    for population in recorded_populations(plan):
+        if needs_deployed_lif(population, recurrent):
+            what = "per-neuron time constants" if population.per_neuron_decays else "a recurrent edge"
+            raise UserError(f"population '{population.name}' has {what}: it runs on DeployedLIFReset, which has "
+                            "a CPU model only (Lava's Loihi 2 LIF holds one decay per process); "
+                            "use --backend lava-float or lava-fixed")
+
+
 class LavaNetwork(WatchedRuntime):
     """A deployment plan on Lava. ``run`` feeds samples with per-sample latencies.
 
@@ -103,6 +114,8 @@ class LavaNetwork(WatchedRuntime):
             raise ValueError("fixed-point modes need a quantised plan")
         if mode != "fused" and lanes != 1:
             raise ValueError("only the fused model runs several lanes")
+        if mode == "loihi2":
+            _check_loihi2_populations(plan)
         self.plan, self.mode, self.quantised = plan, mode, quantised
         self.max_latency = int(max_latency)
         depth = max([plan.output_depth] + [p.depth for p in plan.populations.values()])

@@ -146,6 +146,9 @@ def _chain(plan: DeployPlan) -> list[Projection]:
         raise UserError("netx path: the readout must be a dense projection")
     for projection in chain[:-1]:
         population = plan.populations[projection.target]
+        if population.per_neuron_decays:
+            raise UserError(f"netx path: population '{population.name}' has per-neuron time constants; "
+                            "a netx layer's neuron has one decay per layer")
         if population.du != 1.0 or not population.spiking or not 0 <= population.dv <= 1:
             raise UserError(f"netx path: population '{population.name}' needs du = 1, 0 <= dv <= 1 and spikes")
         per_channel = population.bias.reshape(population.shape[0], -1)

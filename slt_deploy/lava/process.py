@@ -58,7 +58,7 @@ import_lava()
 # per module. The models are found in this module all the same, so the
 # warnings about DeployedNetwork are noise on the user's terminal.
 warnings.filterwarnings("ignore", message=r"Cannot import module .* when searching ProcessModels for "
-                        r"Process '(DeployedNetwork|RecurrentLIFReset)'", category=UserWarning)
+                        r"Process '(DeployedNetwork|DeployedLIFReset)'", category=UserWarning)
 
 from lava.magma.core.decorator import implements, requires, tag  # noqa: E402
 from lava.magma.core.model.py.model import PyLoihiProcessModel  # noqa: E402
@@ -155,21 +155,43 @@ def fused_buffer_shapes(plan: DeployPlan, period: int, capacity: int, lanes: int
     return shapes
 
 
-# --------------------------------------------------------------------------- recurrent populations
+# --------------------------------------------------------------------------- populations Lava's LIFReset cannot run
 
 
-class RecurrentLIFReset(LIFReset):
-    """``LIFReset`` for a population that is the target of a recurrent edge.
+class DeployedLIFReset(LIFReset):
+    """``LIFReset`` for the two kinds of population that Lava's own cannot run.
 
-    Between samples a population keeps running (on its bias, on the tail of
-    the previous sample, and before the first sample reaches it). A spike at
-    the step just before its periodic reset would come back through the
-    recurrent synapses *at* the reset step -- Lava adds that step's input
-    after zeroing u and v -- while NIR's back edge carries zero into a
-    sample's first step. So these neurons stay silent at that step (see
-    :func:`silent_before_reset`); nothing else can tell: every forward
-    projection delivers that step's spikes before its target's own reset,
-    and the step is no sample's logical step."""
+    * **Per-neuron decays** (learned time constants): Lava's LIF declares
+      ``du`` and ``dv`` with shape (1,), one per process; an array of one per
+      neuron is refused when the network runs (pinned in tests). Here they
+      are Vars of the population's shape, and the models below are Lava's
+      float and bit-accurate LIFReset models with array decays: the same
+      operations element by element, so a population with equal decays
+      gives exactly what ``LIFReset`` gives.
+    * **The target of a recurrent edge** (``silent_before_reset``): between
+      samples a population keeps running (on its bias, on the tail of the
+      previous sample, and before the first sample reaches it). A spike at
+      the step just before its periodic reset would come back through the
+      recurrent synapses *at* the reset step -- Lava adds that step's input
+      after zeroing u and v -- while NIR's back edge carries zero into a
+      sample's first step. So these neurons stay silent at that step (see
+      :func:`silent_before_reset`); nothing else can tell: every forward
+      projection delivers that step's spikes before its target's own reset,
+      and the step is no sample's logical step.
+
+    ``du``, ``dv``: scalars or arrays of ``shape`` (float units for the float
+    model, 12-bit integers for the bit-accurate one)."""
+
+    def __init__(self, *, shape: tuple[int, ...], du, dv, silent_before_reset: bool = False, **kwargs):
+        super().__init__(shape=shape, du=0, dv=0, **kwargs)
+        self.du = Var(shape=shape, init=np.broadcast_to(np.asarray(du), shape).copy())
+        self.dv = Var(shape=shape, init=np.broadcast_to(np.asarray(dv), shape).copy())
+        self.proc_params["silent_before_reset"] = bool(silent_before_reset)
+
+
+def needs_deployed_lif(population: Population, recurrent: set[str]) -> bool:
+    """Whether ``population`` runs on :class:`DeployedLIFReset` rather than Lava's ``LIFReset``."""
+    return population.per_neuron_decays or population.name in recurrent
 
 
 def silent_before_reset(n: int, period: int, reset_offset: int) -> bool:
@@ -182,25 +204,35 @@ def recurrent_targets(plan: DeployPlan) -> set[str]:
 
 
 class _SilentBeforeReset:
+    """Spikes as the parent model's, none at the step before a reset when the process asks for it."""
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self.silent_before_reset = proc_params["silent_before_reset"]
+
     def spiking_activation(self):
         spikes = super().spiking_activation()
-        if silent_before_reset(self.time_step, self.reset_interval, self.reset_offset):
+        if self.silent_before_reset and silent_before_reset(self.time_step, self.reset_interval, self.reset_offset):
             return np.zeros_like(spikes)
         return spikes
 
 
-@implements(proc=RecurrentLIFReset, protocol=LoihiProtocol)
-class RecurrentLIFResetModelFloat(_SilentBeforeReset, PyLifResetModelFloat):
-    """Lava's float LIFReset model (tag floating_pt), silent before each reset."""
+@implements(proc=DeployedLIFReset, protocol=LoihiProtocol)
+class DeployedLIFResetModelFloat(_SilentBeforeReset, PyLifResetModelFloat):
+    """Lava's float LIFReset model (tag floating_pt) with per-neuron decays."""
 
     implements_process = None  # set by @implements: the parent implements LIFReset
+    du: np.ndarray = LavaPyType(np.ndarray, float)
+    dv: np.ndarray = LavaPyType(np.ndarray, float)
 
 
-@implements(proc=RecurrentLIFReset, protocol=LoihiProtocol)
-class RecurrentLIFResetModelBitAcc(_SilentBeforeReset, PyLifResetModelBitAcc):
-    """Lava's bit-accurate LIFReset model (tag fixed_pt), silent before each reset."""
+@implements(proc=DeployedLIFReset, protocol=LoihiProtocol)
+class DeployedLIFResetModelBitAcc(_SilentBeforeReset, PyLifResetModelBitAcc):
+    """Lava's bit-accurate LIFReset model (tag fixed_pt) with per-neuron 12-bit decays."""
 
     implements_process = None
+    du: np.ndarray = LavaPyType(np.ndarray, np.uint16, precision=12)
+    dv: np.ndarray = LavaPyType(np.ndarray, np.uint16, precision=12)
 
 
 # --------------------------------------------------------------------------- per-layer behaviour
@@ -237,7 +269,10 @@ def build_per_layer(plan: DeployPlan, period: int, capacity: int, quantised, own
         else:
             parameters = dict(du=population.du, dv=population.dv, vth=population.vth,
                               bias_mant=population.bias.ravel().astype(np.float64), bias_exp=0)
-        process = RecurrentLIFReset if population.name in recurrent else LIFReset
+        if needs_deployed_lif(population, recurrent):
+            process = partial(DeployedLIFReset, silent_before_reset=population.name in recurrent)
+        else:
+            process = LIFReset
         neuron = process(shape=_flat(population.shape), reset_interval=period,
                          reset_offset=(1 + population.depth) % period, name=population.name, **parameters)
         setattr(owner, f"neuron_{index}", neuron)
@@ -436,7 +471,7 @@ class FusedSimulator:
                 state = (state[0] * 0, state[1] * 0)
             fired, self.state[population.name] = lif_step(a_in, state, self.neurons[population.name])
             if population.name in self.recurrent and silent_before_reset(n, self.period, 1 + population.depth):
-                # as RecurrentLIFReset; its v is zeroed by the reset at the next step either way
+                # as DeployedLIFReset; its v is zeroed by the reset at the next step either way
                 fired = np.zeros_like(fired)
             self.outputs_of[population.name] = fired
         recorded = np.zeros((self.lanes, outputs.shape[1]))

@@ -64,8 +64,8 @@ class ProjectionQuantisation:
 class PopulationQuantisation:
     name: str
     scale: float  # v_int = scale * v_float
-    du: int
-    dv: int
+    du: int | np.ndarray  # 12-bit decays: one per population, or one per neuron
+    dv: int | np.ndarray
     vth: int
     bias_mant: np.ndarray
     bias_exp: np.ndarray
@@ -173,7 +173,7 @@ class QuantisedPlan:
             if np.isfinite(population.vth) else 0.0,
             "bias_max_abs": float(np.abs(effective_bias - bias).max(initial=0)),
         }
-        if population.dv >= 1.0:
+        if np.any(np.asarray(population.dv) >= 1.0):
             errors["note"] = "dv = 1 (no voltage memory) is not reachable: 4095/4096 used"
         return PopulationQuantisation(population.name, scale, du, dv, vth, mantissa, exponent, errors)
 
@@ -247,9 +247,17 @@ class QuantisedPlan:
             rows.append({"layer": q.name, "kind": "synapses", "exponent": q.weight_exp, "sign": q.sign_mode,
                          "relative_rms_error": q.relative_rms_error, "max_abs_error": q.max_abs_error})
         for q in self.populations.values():
-            rows.append({"layer": q.name, "kind": "neurons", "scale": q.scale, "du": q.du, "dv": q.dv, "vth": q.vth,
+            rows.append({"layer": q.name, "kind": "neurons", "scale": q.scale, "du": _decay_text(q.du),
+                         "dv": _decay_text(q.dv), "vth": q.vth,
                          **{k: v for k, v in q.errors.items()}})
         return rows
+
+
+def _decay_text(decay) -> str:
+    """A 12-bit decay for the report: the value, or the range of per-neuron values."""
+    if np.ndim(decay) == 0:
+        return str(int(decay))
+    return f"{int(np.min(decay))}..{int(np.max(decay))} per neuron"
 
 
 def _with_weight(projection: Projection, weight: np.ndarray) -> Projection:
