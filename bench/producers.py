@@ -11,7 +11,8 @@ constant per neuron), sinabs'
 exporter (committed fixtures with sinabs' own recorded spikes), norse's
 from_nir reading those graphs, and lava-dl netx networks through
 ``slt-deploy import`` (the tutorial network and a generated conv network)
-against netx on Lava's bit-accurate models. Inputs: seeded Bernoulli(0.3)
+against netx on Lava's bit-accurate models (one with decays per neuron and
+per channel, slayer's ``shared_param=False``). Inputs: seeded Bernoulli(0.3)
 spikes. "mismatches" counts differing spikes (every recorded layer) or
 outputs; "max |d out|" is the largest output difference.
 """
@@ -203,10 +204,12 @@ def netx(rows, tmp: Path):
     sys.path.insert(0, str(ROOT / "tests"))
     from netx_networks import make_network
 
-    conv = tmp / "conv.net"
+    conv, learned = tmp / "conv.net", tmp / "learned.net"
     make_network("conv", conv)
+    make_network("learned", learned)
     cases = [("lava-dl netx (tutorial)", "netx_mnist.net", ROOT / "tests" / "fixtures" / "lava-dl" / "netx_mnist.net",
-              (784,)), ("lava-dl export_hdf5", "conv stride/pad/groups", conv, (2, 8, 8))]
+              (784,)), ("lava-dl export_hdf5", "conv stride/pad/groups", conv, (2, 8, 8)),
+             ("lava-dl export_hdf5", "decays per neuron/channel", learned, (2, 8, 8))]
     for producer, name, path, shape in cases:
         graph = read_netx(path)
         x = spikes(shape, samples=4, steps=8, seed=3)

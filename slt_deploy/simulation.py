@@ -5,7 +5,8 @@ Backends: ``torch`` (the float64 reference interpreter), ``lava-float`` and
 ``lava-fixed`` (the per-layer Lava process graph on the CPU simulator, float
 or bit-accurate fixed point), ``lava-fused`` (the same network as one Lava
 process running all layers and many samples at once in NumPy; bit-identical
-to ``lava-float``), ``loihi2`` (Lava on Loihi 2, when present).
+to ``lava-float``), ``lava-fused-fixed`` (likewise, bit-identical to
+``lava-fixed``), ``loihi2`` (Lava on Loihi 2, when present).
 
 A :class:`Session` is a graph deployed on one backend for a maximum latency
 (time steps), ready to run batches of samples back to back, each with its
@@ -34,7 +35,19 @@ from .ir.nirfile import graph_dt, read_graph
 from .ir.reference import ReferenceNetwork
 from .training.checkpoint import load_checkpoint, model_from_checkpoint
 
-BACKENDS = ("torch", "lava-float", "lava-fixed", "lava-fused", "loihi2")
+BACKENDS = ("torch", "lava-float", "lava-fixed", "lava-fused", "lava-fused-fixed", "loihi2")
+FUSED_BACKENDS = ("lava-fused", "lava-fused-fixed")
+"""Backends that run the network as one Lava process: many lanes, live SOP counters."""
+FIXED_BACKENDS = ("lava-fixed", "lava-fused-fixed", "loihi2")
+"""Backends that run the quantised, fixed-point network."""
+FUSED_TWIN = {"lava-float": "lava-fused", "lava-fixed": "lava-fused-fixed"}
+"""The fused model that gives what a per-layer backend gives, bit for bit."""
+PER_LAYER_TWIN = {fused: per_layer for per_layer, fused in FUSED_TWIN.items()}
+
+
+def fused_twin(backend: str) -> str:
+    """``backend``'s fused twin (itself for the fused models and torch)."""
+    return FUSED_TWIN.get(backend, backend)
 FUSED_LANES = 64
 """Samples the fused Lava model runs side by side."""
 BATCH_BYTES = 2**30
@@ -102,13 +115,13 @@ class Session:
         from .lava.network import LavaNetwork  # Lava starts only for its backends
 
         mode = backend.removeprefix("lava-")
-        if mode in ("fixed", "loihi2"):
+        if backend in FIXED_BACKENDS:
             from .lava.quantise import QuantisedPlan  # the fixed-point backends only
 
             self.quantised = QuantisedPlan(self.plan)
         self.network = LavaNetwork(self.plan, self.max_latency, mode=mode, capacity=capacity,
                                    record_spikes=record_spikes, quantised=self.quantised,
-                                   lanes=lanes if mode == "fused" else 1)
+                                   lanes=lanes if backend in FUSED_BACKENDS else 1)
 
     @functools.cached_property
     def plan(self) -> DeployPlan:
@@ -167,7 +180,7 @@ def session_for(graph, backend: str, samples: int, steps: int, *, dt: float | No
     :data:`FUSED_LANES` lanes; the per-layer graph takes ``capacity`` samples
     per run."""
     lanes = 1
-    if backend == "lava-fused":
+    if backend in FUSED_BACKENDS:
         lanes = max(1, min(samples, FUSED_LANES))
         capacity = max(1, -(-samples // lanes))
     return Session(graph, backend, steps, dt=dt, input_kind=input_kind, record_spikes=record_spikes, lanes=lanes,

@@ -20,6 +20,14 @@ def neuron(current_decay=0.25, voltage_decay=0.03, threshold=1.25) -> dict:
     return dict(threshold=threshold, current_decay=current_decay, voltage_decay=voltage_decay, requires_grad=False)
 
 
+def learned_neuron(current_decay=(0.1, 0.7), voltage_decay=(0.02, 0.3), threshold=1.25) -> dict:
+    """slayer CUBA neuron with ``shared_param=False``: decays drawn per neuron
+    (dense) or per channel (conv) from [min, max], as a network that learns
+    them starts; ``export_hdf5`` then writes iDecay and vDecay arrays."""
+    return dict(threshold=threshold, current_decay=list(current_decay), voltage_decay=list(voltage_decay),
+                requires_grad=False, shared_param=False)
+
+
 NETWORKS = {
     # input neuron (LIF: current decay 1), CUBA dense layers, one of them LIF-like
     "dense": ((20,), lambda: [cuba.Input(neuron(1.0, 0.5, 0.5), delay_shift=False),
@@ -39,6 +47,14 @@ NETWORKS = {
                                  cuba.Pool(neuron(1.0, 0.5, 0.5), 2, delay_shift=False),
                                  cuba.Flatten(),
                                  cuba.Dense(neuron(), 64, 6, weight_scale=4, delay_shift=False)]),
+    # decays per channel (conv) and per neuron (dense): slayer's shared_param=False
+    "learned": ((2, 8, 8), lambda: [cuba.Input(None, delay_shift=False),
+                                    cuba.Conv(learned_neuron(), 2, 4, 3, stride=2, padding=1, weight_scale=4,
+                                              delay_shift=False),
+                                    cuba.Flatten(),
+                                    cuba.Dense(learned_neuron(), 64, 12, weight_scale=4, delay_shift=False),
+                                    cuba.Dense(learned_neuron((1.0, 1.0)), 12, 5, weight_scale=4,
+                                               delay_shift=False)]),
     # on digits (8 x 8 = 64 inputs, 10 classes): for profile, control and report
     "digits": ((64,), lambda: [cuba.Input(None, delay_shift=False),
                                cuba.Dense(neuron(1.0, 0.5, 0.5), 64, 40, weight_scale=4, delay_shift=False),

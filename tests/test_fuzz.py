@@ -47,6 +47,7 @@ from slt_deploy.deploy.plan import plan_deployment
 from slt_deploy.core.errors import UserError
 from slt_deploy.ir.graph import SPIKING_TYPES, analyse
 from slt_deploy.lava.network import LavaNetwork
+from slt_deploy.lava.quantise import QuantisedPlan
 from slt_deploy.ir.nirfile import graph_dt, read_graph, write_graph
 from slt_deploy.ir.reference import ReferenceNetwork
 
@@ -403,6 +404,32 @@ def test_random_graphs_on_the_fused_lava_model_equal_the_reference(case, data):
         with LavaNetwork(plan, x.shape[1], mode="fused", capacity=capacity, lanes=lanes) as network:
             result = network.run(x, latencies)
     assert_same_as_reference(result, reference, spiking, latencies)
+
+
+@pytest.mark.timeout(900)
+@settings(max_examples=5, **SETTINGS)
+@given(case=networks(), data=st.data())
+def test_random_graphs_on_the_fused_fixed_model_equal_the_per_layer_fixed_graph(case, data):
+    """lava-fused-fixed == lava-fixed (Lava's bit-accurate models) bit for bit:
+    every population's spikes at every step, and the outputs."""
+    graph, x, latencies = case
+    plan, _, spiking = reference_of(graph, x, latencies)
+    try:
+        quantised = QuantisedPlan(plan)
+    except UserError as error:  # e.g. a gain so large that no threshold fits 17 bits: refused by name
+        event(f"quantiser refuses: {str(error).split(':')[-1].strip()}")
+        assume(False)
+    capacity = data.draw(st.integers(1, len(x)), label="capacity")
+    lanes = data.draw(st.integers(1, len(x)), label="lanes")
+    with leak_check():
+        with LavaNetwork(plan, x.shape[1], mode="fixed", capacity=capacity, quantised=quantised) as network:
+            per_layer = network.run(x, latencies)
+        with LavaNetwork(plan, x.shape[1], mode="fused-fixed", capacity=-(-len(x) // lanes), lanes=lanes,
+                         quantised=quantised) as network:
+            fused = network.run(x, latencies)
+    assert np.array_equal(fused.outputs, per_layer.outputs)
+    for name in spiking:
+        assert np.array_equal(fused.spikes[name], per_layer.spikes[name]), name
 
 
 @pytest.mark.timeout(120)

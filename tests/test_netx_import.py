@@ -36,7 +36,8 @@ def _assert_same_spikes(theirs: dict, ours, names=None):
         assert np.array_equal(value, ours.spikes[name]), (name, value.sum(), ours.spikes[name].sum())
 
 
-@pytest.mark.parametrize("kind, neuron_type", [("dense", None), ("dense", "LOIHI"), ("conv", None)])
+@pytest.mark.parametrize("kind, neuron_type", [("dense", None), ("dense", "LOIHI"), ("conv", None),
+                                               ("learned", None)])
 def test_imported_network_on_lava_fixed_is_netx_step_for_step(kind, neuron_type, tmp_path, no_leaks):
     """Every layer's spikes and the output, per step, across back-to-back samples: as netx on Lava."""
     path = tmp_path / f"{kind}.net"
@@ -46,9 +47,43 @@ def test_imported_network_on_lava_fixed_is_netx_step_for_step(kind, neuron_type,
     graph = read_netx(path)
     x = spikes(shape, 3, STEPS)
     theirs = _netx_spikes(path, shape, x)
-    ours = simulate(graph, "lava-fixed", x, record_spikes=True)
-    _assert_same_spikes(theirs, ours, [n for n in graph.nodes if n.endswith("_neuron")])
-    assert np.array_equal(ours.outputs, theirs[list(theirs)[-1]])
+    names = [n for n in graph.nodes if n.endswith("_neuron")]
+    for backend in ("lava-fixed", "lava-fused-fixed"):
+        ours = simulate(graph, backend, x, record_spikes=True)
+        _assert_same_spikes(theirs, ours, names)
+        assert np.array_equal(ours.outputs, theirs[list(theirs)[-1]]), backend
+
+
+def test_decays_per_neuron_and_per_channel_are_imported_as_written(tmp_path):
+    """slayer's shared_param=False: iDecay/vDecay arrays, one per conv channel
+    and one per dense neuron, become per-neuron time constants in NIR and
+    per-neuron 12-bit decays in the fixed-point metadata."""
+    path = tmp_path / "learned.net"
+    make_network("learned", path)
+    with h5py.File(path) as handle:
+        conv_decay = np.asarray(handle["layer/1/neuron/iDecay"][()])
+        dense_decay = np.asarray(handle["layer/3/neuron/vDecay"][()])
+    assert conv_decay.shape == (4,) and len(np.unique(conv_decay)) == 4 and dense_decay.shape == (12,)
+    graph = read_netx(path)
+    conv = graph.nodes["L1_neuron"]
+    assert isinstance(conv, type(graph.nodes["L3_neuron"])) and np.asarray(conv.tau_syn).shape == (4, 4, 4)
+    assert np.allclose(np.asarray(conv.tau_syn)[:, 0, 0], 1e-3 * 4096 / conv_decay)
+    assert np.allclose(np.asarray(graph.nodes["L3_neuron"].tau_mem), 1e-3 * 4096 / dense_decay)
+    fixed = json.loads(graph.metadata["fixed_point_json"])["populations"]
+    assert fixed["L1_neuron"]["du"] == [int(d) - 1 for d in np.repeat(conv_decay, 16)]
+    assert fixed["L3_neuron"]["dv"] == [int(d) for d in dense_decay]
+    assert type(graph.nodes["L4_neuron"]).__name__ == "LIF"  # iDecay 4096 for every neuron
+
+
+def test_per_neuron_decays_in_the_metadata_must_match_the_population(tmp_path):
+    path = tmp_path / "learned.net"
+    make_network("learned", path)
+    graph = read_netx(path)
+    spec = json.loads(graph.metadata["fixed_point_json"])
+    spec["populations"]["L3_neuron"]["dv"] = spec["populations"]["L3_neuron"]["dv"][:-1]
+    graph.metadata["fixed_point_json"] = json.dumps(spec)
+    with pytest.raises(UserError, match=re.escape("population 'L3_neuron' needs an integer dv (or 12 of them")):
+        simulate(graph, "lava-fixed", spikes((2, 8, 8), 1, 2))
 
 
 def test_the_lava_dl_tutorial_network_imports_and_runs_as_netx(tmp_path, no_leaks):
@@ -61,6 +96,9 @@ def test_the_lava_dl_tutorial_network_imports_and_runs_as_netx(tmp_path, no_leak
     theirs = _netx_spikes(TUTORIAL, (784,), x)
     fixed = simulate(graph, "lava-fixed", x, record_spikes=True)
     _assert_same_spikes(theirs, fixed, ["L0_neuron", "L1_neuron", "L2_neuron"])
+    fused = simulate(graph, "lava-fused-fixed", x, record_spikes=True)
+    _assert_same_spikes(theirs, fused, ["L0_neuron", "L1_neuron", "L2_neuron"])
+    assert np.array_equal(fused.outputs, fixed.outputs)
     # the float backends run the graph as NIR defines it: the same as each other
     floating = simulate(graph, "lava-float", x, record_spikes=True)
     reference = simulate(graph, "torch", x, record_spikes=True)
@@ -183,6 +221,8 @@ def _replace(key, value):
     (lambda p: _mutate(p, _replace("layer/1/neuron/refDelay", 3)), "refractory delay of 3 steps"),
     (lambda p: _mutate(p, lambda h: h.create_dataset("layer/2/delay", data=np.arange(5))), "axonal delays"),
     (lambda p: _mutate(p, _replace("layer/1/type", np.array([b"concat"], dtype="S10"))), "type 'concat'"),
+    (lambda p: _mutate(p, _replace("layer/2/neuron/iDecay", np.arange(1, 8))), "'iDecay' holds 7 values"),
+    (lambda p: _mutate(p, _replace("layer/2/neuron/vThMant", np.array([80, 81]))), "'vThMant' must be one integer"),
     (lambda p: _mutate(p, _replace("layer/1/weight", np.full((30, 20), 1.5))), "must hold integers"),
     (lambda p: _mutate(p, _replace("layer/2/weight", np.ones((5, 7)))), "does not take the 30 values"),
     (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "is not"),

@@ -18,10 +18,15 @@ from ..runtime.controller import (
     Budget, check_budget, Controller, EnergyProfile, LavaEngine, make_policy, MEASURES, POLICIES, run_mission,
     TorchEngine)
 from ..runtime.evaluation import calibrate
+from ..simulation import FUSED_BACKENDS, PER_LAYER_TWIN, fused_twin
 from .app import _progress, app, console, out
 
 MAX_INFERENCES = 10_000_000
 """Longest mission of ``control`` (its input stream is held in memory)."""
+
+
+CONTROL_BACKENDS = ("lava-fused", "lava-fused-fixed", "lava-float", "lava-fixed", "torch")
+"""What the controller runs on; calibration and --evaluate use a per-layer backend's fused twin (bit-identical)."""
 
 
 @app.command()
@@ -37,8 +42,9 @@ def control(
     scenario: Optional[Path] = typer.Option(None, help="Scenario TOML ([budget], optional [policy]); see hardware/*.scenario.toml."),
     latency: Optional[int] = typer.Option(None, "--latency", "-t", help="Latency of the fixed policy (default T)."),
     measure: str = typer.Option("entropy", help="anytime: entropy | max_softmax | margin."),
-    backend: str = typer.Option("lava-fused", help="lava-fused (the fused Lava CPU model, default) | lava-float | "
-                                                   "lava-fixed (the per-layer Lava graph) | torch (what-if studies)."),
+    backend: str = typer.Option("lava-fused", help="lava-fused (the fused Lava CPU model, default) | lava-fused-fixed "
+                                                   "(its bit-accurate twin) | lava-float | lava-fixed (the per-layer "
+                                                   "Lava graph) | torch (what-if studies)."),
     data: str = typer.Option("digits", help="Dataset of the stream; thresholds use its calibration split."),
     split: str = typer.Option("test", help="Split that forms the stream."),
     samples: Optional[int] = typer.Option(None, help="Use only the first N samples of the stream."),
@@ -47,8 +53,8 @@ def control(
     output: Path = typer.Option(Path("runs/control"), "--output", "-o", help="Folder for the JSON, tables and PNGs."),
 ):
     """Run inferences on an energy budget, choosing each one's latency (or judge the policies)."""
-    if backend not in ("torch", "lava-float", "lava-fixed", "lava-fused"):
-        raise UserError(f"unknown backend '{backend}': choose lava-fused, lava-float, lava-fixed or torch")
+    if backend not in CONTROL_BACKENDS:
+        raise UserError(f"unknown backend '{backend}': choose {', '.join(CONTROL_BACKENDS)}")
     if measure not in MEASURES:
         raise UserError(f"unknown confidence measure '{measure}': choose one of {', '.join(MEASURES)}")
     if evaluate and budgets < 2:
@@ -62,8 +68,7 @@ def control(
     if evaluate:
         with _progress() as bar:
             task = bar.add_task("judging policies", total=None)
-            result = judge(graph, output, data, split, samples, budgets, measure,
-                           backend if backend != "lava-fixed" else "lava-fused")
+            result = judge(graph, output, data, split, samples, budgets, measure, fused_twin(backend))
             bar.update(task, completed=1, total=1)
         header, rows = controller_table(result, ["adaptive", f"anytime-{measure}"])
         out.print(rich_table(header, rows, f"{result['stream']['samples']} inferences, "
@@ -89,8 +94,7 @@ def control(
     check_budget(profile, budget)  # before anything runs
     calibration = {}
     if name == "anytime":  # thresholds from the held-out calibration split
-        calibration = calibrate(graph, profile, graph_stream(graph, data, "calibration")[0],
-                                "torch" if backend == "torch" else "lava-fused")
+        calibration = calibrate(graph, profile, graph_stream(graph, data, "calibration")[0], fused_twin(backend))
     chosen = make_policy(name, profile, latency=scenario_policy.get("latency", latency), measure=measure,
                          calibration=calibration.get(measure))
     x, labels = graph_stream(graph, data, split, samples)[:2]
@@ -101,9 +105,9 @@ def control(
         controller = Controller(TorchEngine(graph, profile), profile, budget, chosen)
         mission = _run_with_progress(controller, stream, run_mission)
     else:
-        if backend == "lava-fused":
-            console.print("backend: lava-fused -- the deployed network as one Lava process, bit-identical to the "
-                          "per-layer Lava graph (--backend lava-float); SOP from its live counters")
+        if backend in FUSED_BACKENDS:
+            console.print(f"backend: {backend} -- the deployed network as one Lava process, bit-identical to the "
+                          f"per-layer Lava graph (--backend {PER_LAYER_TWIN[backend]}); SOP from its live counters")
         with LavaEngine(graph, profile, mode=backend.removeprefix("lava-")) as lava_engine:
             controller = Controller(lava_engine, profile, budget, chosen)
             mission = _run_with_progress(controller, stream, run_mission)

@@ -25,7 +25,8 @@ from .app import _check_latency, _not_an_input, _progress, app, console, out
 @app.command()
 def run(
     model: Path = typer.Argument(..., help="NIR graph (.nir): exported by slt-deploy or by another tool."),
-    backend: str = typer.Option("lava-float", help="lava-float | lava-fixed | lava-fused | loihi2 | torch."),
+    backend: str = typer.Option("lava-float", help="lava-float | lava-fixed | lava-fused | lava-fused-fixed | loihi2 | "
+                                                   "torch."),
     latency: Optional[int] = typer.Option(None, "--latency", "-t", help="Time steps per sample (default: T, or the input's steps)."),
     data: Optional[str] = typer.Option(None, help="Dataset to classify (e.g. digits); or use --input."),
     split: str = typer.Option("test", help="Split of --data."),

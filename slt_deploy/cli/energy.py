@@ -15,6 +15,7 @@ from ..ir.export import export_model
 from ..ir.nirfile import read_graph, write_graph
 from ..report import check_profile, energy_report, rich_table
 from ..training.checkpoint import load_checkpoint, model_from_checkpoint
+from ..simulation import FUSED_BACKENDS, PER_LAYER_TWIN
 from .app import _check_latency, _not_an_input, _progress, app, console, out
 
 
@@ -39,7 +40,9 @@ def profile(
     noise: list[str] = typer.Option([], help="Input noise to add accuracy for, e.g. gaussian:0.2, dropout:0.3, jitter:1 (repeatable)."),
     mac_per_step: bool = typer.Option(False, help="Count an analog input layer's MACs at every step (default: once)."),
     backend: str = typer.Option("lava-fused", help="Backend that produces the spikes: lava-fused (the fused Lava CPU model, "
-                                                   "bit-identical to lava-float, default) | lava-float | lava-fixed | torch."),
+                                                   "bit-identical to lava-float, default) | lava-fused-fixed (the fused "
+                                                   "bit-accurate model, bit-identical to lava-fixed) | lava-float | "
+                                                   "lava-fixed | torch."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Profile JSON (default: <model>.profile.json)."),
     nir_out: Optional[Path] = typer.Option(None, help="NIR file that stores the profile (default: the .nir given, or <ckpt>.nir)."),
     dt: Optional[float] = typer.Option(None, help="Simulation step in seconds (graphs without dt)."),
@@ -66,9 +69,10 @@ def profile(
                                mac_once=not mac_per_step, noisy_inputs=noisy,
                                progress=lambda done: bar.update(task, completed=done))
     result.update({"dataset": data, "split": split, "source": str(model)})
-    if backend == "lava-fused":
-        console.print("backend: lava-fused -- the deployed network as one Lava process (all layers and samples in "
-                      "NumPy), bit-identical to the per-layer Lava graph; --backend lava-float runs that graph")
+    if backend in FUSED_BACKENDS:
+        console.print(f"backend: {backend} -- the deployed network as one Lava process (all layers and samples in "
+                      f"NumPy), bit-identical to the per-layer Lava graph; --backend {PER_LAYER_TWIN[backend]} "
+                      "runs that graph")
     header, rows = profile_table(result)
     out.print(rich_table(header, rows, f"{result['model']} on {hardware_profile.name} "
                                        f"({hardware_profile.evidence}), {len(x)} samples, {result['counting']}"))

@@ -437,6 +437,10 @@ def plan_for_graph(graph, dt: float | None = None, input_kind: str | None = None
     return plan
 
 
+def _is_integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def fixed_point_of(graph, plan: DeployPlan) -> dict | None:
     """The exact fixed-point integers the graph's metadata declares
     (:data:`~slt_deploy.ir.netxfile.FIXED_POINT_KEY`, written by ``slt-deploy
@@ -451,9 +455,16 @@ def fixed_point_of(graph, plan: DeployPlan) -> dict | None:
     for name, values in spec["populations"].items():
         if name not in plan.populations or plan.populations[name].is_input:
             raise UserError(f"NIR metadata '{FIXED_POINT_KEY}' names a population '{name}' the graph does not have")
+        if not isinstance(values, dict):
+            raise UserError(f"NIR metadata '{FIXED_POINT_KEY}': population '{name}' must be a mapping")
+        size = plan.populations[name].size
         for key in ("du", "dv", "vth", "bias_exp"):
-            if not isinstance(values.get(key), int) or isinstance(values.get(key), bool):
-                raise UserError(f"NIR metadata '{FIXED_POINT_KEY}': population '{name}' needs an integer {key}")
+            value = values.get(key)
+            per_neuron = key in ("du", "dv") and isinstance(value, list) and len(value) == size \
+                and all(_is_integer(v) for v in value)
+            if not (_is_integer(value) or per_neuron):
+                raise UserError(f"NIR metadata '{FIXED_POINT_KEY}': population '{name}' needs an integer {key}"
+                                + (f" (or {size} of them, one per neuron)" if key in ("du", "dv") else ""))
     for target in spec["projections"]:
         if not plan.into(target):
             raise UserError(f"NIR metadata '{FIXED_POINT_KEY}' names a projection into '{target}' "

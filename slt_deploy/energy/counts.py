@@ -35,7 +35,7 @@ import numpy as np
 from ..core.errors import UserError
 from ..deploy.plan import DeployPlan
 from ..deploy.synapses import fanout
-from ..simulation import samples_per_batch
+from ..simulation import FUSED_BACKENDS, samples_per_batch
 
 
 # --------------------------------------------------------------------------- counting
@@ -138,13 +138,13 @@ def counted_run(session, inputs: np.ndarray, *, mac_once: bool = True, progress=
     [N, T, *shape] run through a :class:`~slt_deploy.simulation.Session`
     (every sample at latency T).
 
-    The fused Lava model counts live, in one run. The other backends record
+    The fused Lava models count live, in one run. The other backends record
     every spike, so they run in batches whose spikes fit in memory
     (:func:`~slt_deploy.simulation.samples_per_batch`): a VGGSNN records
     ~0.1 GB per sample at T = 10. ``progress(done)`` gets the samples done."""
     plan = session.plan
     samples, steps = inputs.shape[:2]
-    live = session.backend == "lava-fused"
+    live = session.backend in FUSED_BACKENDS
     neurons = sum(p.size for p in plan.populations.values())
     size = samples if live else samples_per_batch(neurons, steps, record=True)
     fanouts = None if live else projection_fanouts(plan)

@@ -30,7 +30,7 @@ from ..deploy.plan import DeployPlan
 from ..ir.graph import analyse
 from ..ir.nirfile import metadata_json
 from ..readout import accuracy_per_latency
-from ..simulation import session_for, simulate
+from ..simulation import FUSED_BACKENDS, session_for, simulate
 from .counts import OperationCounts, counted_run
 from .hardware import Hardware
 
@@ -134,7 +134,7 @@ def profile_model(graph, inputs: np.ndarray, labels: np.ndarray, hardware: Hardw
                   progress=None) -> dict:
     """The per-latency profile of ``graph`` on encoded ``inputs`` [N, T, *shape]."""
     with session_for(graph, backend, inputs.shape[0], inputs.shape[1], dt=dt, input_kind=input_kind,
-                     record_spikes=backend != "lava-fused") as session:
+                     record_spikes=backend not in FUSED_BACKENDS) as session:
         plan = session.plan
         if not any(p.spiking for p in plan.neuron_populations):
             raise UserError("the model has no spiking layer: there are no synaptic operations to count")

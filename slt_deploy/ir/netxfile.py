@@ -21,7 +21,9 @@ which is NIR's forward Euler neuron with step dt and
 
 with r = 1 and w_in = 1 (importers read them differently; every importer
 reads weights), the synapse's weights divided by the neuron's input gain
-(vDecay/4096 for LIF, iDecay vDecay / 4096^2 for CubaLIF). dt is 1 ms
+(vDecay/4096 for LIF, iDecay vDecay / 4096^2 for CubaLIF). Decays are one
+per layer, or -- slayer's ``shared_param=False`` -- one per neuron (dense)
+or per channel (conv): per-neuron time constants in NIR. dt is 1 ms
 (only dt / tau matters). The exact integers netx gives Lava are kept in the
 graph's metadata (``fixed_point_json``): ``lava-fixed`` runs them as they
 are, bit for bit what netx runs.
@@ -128,8 +130,23 @@ class _Layer:
         return (value[0], value[1])
 
 
+def _per_neuron(values: np.ndarray, shape: tuple[int, ...], label: str, key: str) -> np.ndarray:
+    """``values`` (one, one per channel, or one per neuron) broadcast to the neuron shape ``shape``."""
+    values = np.asarray(values).ravel()
+    if values.size == 1:
+        return np.full(shape, values[0], dtype=values.dtype)
+    if values.size == math.prod(shape):
+        return values.reshape(shape).copy()
+    if values.size == shape[0]:
+        return np.broadcast_to(values.reshape((-1,) + (1,) * (len(shape) - 1)), shape).copy()
+    raise UserError(f"{label}: '{key}' holds {values.size} values; a layer of shape {list(shape)} takes one, "
+                    f"one per channel ({shape[0]}) or one per neuron ({math.prod(shape)})")
+
+
 class _Neuron:
-    """A layer's CUBA neuron: integer decays, threshold mantissa, refractory delay."""
+    """A layer's CUBA neuron: integer decays (one for the layer, or one per
+    neuron or channel: slayer's ``shared_param=False``), threshold mantissa,
+    refractory delay."""
 
     def __init__(self, layer: _Layer):
         group = layer.group["neuron"]
@@ -146,55 +163,74 @@ class _Neuron:
         for key in ("iDecay", "vDecay", "vThMant"):
             if key not in group:
                 raise UserError(f"{layer.label}: its {kind} neuron has no '{key}'")
-            value = np.asarray(group[key][()])
-            if value.dtype.kind not in "biuf" or value.size != 1 or value.ravel()[0] != round(float(value.ravel()[0])):
-                raise UserError(f"{layer.label}: neuron '{key}' must be one integer")
-            values[key] = int(value.ravel()[0])
-        self.kind = kind
-        self.i_decay, self.v_decay, self.vth = values["iDecay"], values["vDecay"], values["vThMant"]
-        if not 0 <= self.i_decay <= DECAY_UNITY or not 0 <= self.v_decay <= DECAY_UNITY:
-            raise UserError(f"{layer.label}: decays iDecay={self.i_decay}, vDecay={self.v_decay} must lie in "
-                            f"0..{DECAY_UNITY}")
+            value = np.asarray(group[key][()]).ravel()
+            if value.dtype.kind not in "biuf" or value.size == 0 or not np.all(np.isfinite(value)) \
+                    or not np.all(value == np.round(value)):
+                raise UserError(f"{layer.label}: neuron '{key}' must hold integers")
+            if key == "vThMant" and value.size != 1:
+                raise UserError(f"{layer.label}: neuron 'vThMant' must be one integer (Lava's LIF has one "
+                                "threshold per process)")
+            values[key] = value.astype(np.int64)
+        self.kind, self.label = kind, layer.label
+        self.i_decay, self.v_decay, self.vth = values["iDecay"], values["vDecay"], int(values["vThMant"][0])
+        if not (np.all((0 <= self.i_decay) & (self.i_decay <= DECAY_UNITY))
+                and np.all((0 <= self.v_decay) & (self.v_decay <= DECAY_UNITY))):
+            raise UserError(f"{layer.label}: decays iDecay={_text_of(self.i_decay)}, vDecay={_text_of(self.v_decay)} "
+                            f"must lie in 0..{DECAY_UNITY}")
         if self.vth < 0:
             raise UserError(f"{layer.label}: threshold vThMant={self.vth} must be >= 0")
         refractory = int(np.asarray(group["refDelay"][()]).ravel()[0]) if "refDelay" in group else 1
         if refractory > 1:
             raise UserError(f"{layer.label}: a refractory delay of {refractory} steps is not supported "
                             "(Lava's LIF has none, and netx ignores it)")
-        if self.i_decay == 0:
+        if np.any(self.i_decay == 0):
             raise UserError(f"{layer.label}: iDecay = 0 (a current that never decays) has no NIR equivalent")
-        if self.v_decay == 0 and self.i_decay != DECAY_UNITY:
-            raise UserError(f"{layer.label}: vDecay = 0 with iDecay = {self.i_decay} (a current-based perfect "
-                            "integrator) has no NIR equivalent")
-        self.du, self.dv = self.i_decay / DECAY_UNITY, self.v_decay / DECAY_UNITY
+        if np.any(self.v_decay == 0) and (np.any(self.v_decay != 0) or np.any(self.i_decay != DECAY_UNITY)):
+            raise UserError(f"{layer.label}: vDecay = 0 with iDecay = {_text_of(self.i_decay)} or with other "
+                            "neurons leaking (a current-based or partial perfect integrator) has no NIR equivalent")
 
     @property
     def nir_kind(self) -> str:
-        if self.i_decay == DECAY_UNITY:
-            return "IF" if self.v_decay == 0 else "LIF"
+        if np.all(self.i_decay == DECAY_UNITY):
+            return "IF" if np.all(self.v_decay == 0) else "LIF"
         return "CubaLIF"
 
-    @property
-    def gain(self) -> float:
-        """Factor NIR's neuron applies to its input (its weights are divided by it)."""
-        return {"IF": 1.0, "LIF": self.dv, "CubaLIF": self.du * self.dv}[self.nir_kind]
+    def decays(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """(du, dv) per neuron of a layer of ``shape``, as fractions (iDecay/4096, vDecay/4096)."""
+        return (_per_neuron(self.i_decay, shape, self.label, "iDecay") / DECAY_UNITY,
+                _per_neuron(self.v_decay, shape, self.label, "vDecay") / DECAY_UNITY)
+
+    def gain(self, shape: tuple[int, ...]) -> np.ndarray:
+        """Factor NIR's neuron applies to its input, per neuron of ``shape`` (its weights are divided by it)."""
+        du, dv = self.decays(shape)
+        return {"IF": np.ones(shape), "LIF": dv, "CubaLIF": du * dv}[self.nir_kind]
 
     def node(self, shape: tuple[int, ...], bias: np.ndarray, dt: float):
         full = lambda value: np.full(shape, float(value))  # noqa: E731
         kind = self.nir_kind
         if kind == "IF":
             return nir.IF(r=full(1.0), v_threshold=full(self.vth), v_reset=full(0.0))
-        v_leak = np.broadcast_to(bias, shape) / self.dv
+        du, dv = self.decays(shape)
+        v_leak = np.broadcast_to(bias, shape) / dv
         if kind == "LIF":
-            return nir.LIF(tau=full(dt / self.dv), r=full(1.0), v_leak=v_leak.copy(), v_threshold=full(self.vth),
+            return nir.LIF(tau=dt / dv, r=full(1.0), v_leak=v_leak.copy(), v_threshold=full(self.vth),
                            v_reset=full(0.0))
-        return nir.CubaLIF(tau_syn=full(dt / self.du), tau_mem=full(dt / self.dv), r=full(1.0), v_leak=v_leak.copy(),
+        return nir.CubaLIF(tau_syn=dt / du, tau_mem=dt / dv, r=full(1.0), v_leak=v_leak.copy(),
                            v_threshold=full(self.vth), v_reset=full(0.0), w_in=full(1.0))
 
-    def fixed(self) -> dict:
-        """The integers netx gives Lava's LIF (bias mantissas: the plan's bias)."""
-        return {"du": self.i_decay - 1, "dv": self.v_decay, "vth": self.vth, "bias_exp": NETX_BIAS_EXP,
-                "type": self.kind}
+    def fixed(self, shape: tuple[int, ...]) -> dict:
+        """The integers netx gives Lava's LIF (bias mantissas: the plan's bias);
+        du and dv one integer, or one per neuron (flat) where they differ."""
+        def integers(values, key, offset=0):
+            per_neuron = _per_neuron(values, shape, self.label, key).ravel() - offset
+            return int(per_neuron[0]) if np.all(per_neuron == per_neuron[0]) else [int(v) for v in per_neuron]
+
+        return {"du": integers(self.i_decay, "iDecay", 1), "dv": integers(self.v_decay, "vDecay"), "vth": self.vth,
+                "bias_exp": NETX_BIAS_EXP, "type": self.kind}
+
+
+def _text_of(values: np.ndarray) -> str:
+    return str(int(values[0])) if values.size == 1 else f"{int(values.min())}..{int(values.max())}"
 
 
 class _Builder:
@@ -224,7 +260,7 @@ class _Builder:
         """A synapse node (its weights already divided by the neuron's gain) into the layer's neuron."""
         self.add(f"{name}_{kind}", synapse)
         self.add(f"{name}_neuron", neuron.node(self.shape, bias, self.dt))
-        self.populations[f"{name}_neuron"] = neuron.fixed()
+        self.populations[f"{name}_neuron"] = neuron.fixed(self.shape)
         self.projections[f"{name}_neuron"] = {"kind": kind}
 
 
@@ -271,12 +307,15 @@ def _dense(layer: _Layer, b: _Builder, name: str, last: bool) -> None:
     if neuron.nir_kind == "IF":
         synapse, bias_v = nir.Affine(weight=weight, bias=bias), np.zeros(out)
     else:
-        synapse, bias_v = nir.Linear(weight=weight / neuron.gain), bias
+        synapse, bias_v = nir.Linear(weight=weight / neuron.gain(out)[:, None]), bias
     b.shape = out
     b.neuron(neuron, name, synapse, bias_v, "dense")
 
 
-def _conv_node(layer: _Layer, b: _Builder, weight, stride, padding, dilation, groups, bias, gain, use_bias: bool):
+def _conv_node(layer: _Layer, b: _Builder, weight, stride, padding, dilation, groups, bias, neuron: _Neuron,
+               use_bias: bool):
+    """A NIR Conv2d of the layer's integer weights divided by its neuron's gain
+    (one per output channel: a kernel cannot carry more), and its output shape."""
     c, h, w = b.shape
     out_c, kh, kw = weight.shape[0], weight.shape[2], weight.shape[3]
     if c != weight.shape[1] * groups or out_c % groups:
@@ -287,7 +326,12 @@ def _conv_node(layer: _Layer, b: _Builder, weight, stride, padding, dilation, gr
     if min(out) < 1 or min(stride + dilation) < 1 or min(padding) < 0:
         raise UserError(f"{layer.label}: kernel, stride {list(stride)}, padding {list(padding)} and dilation "
                         f"{list(dilation)} do not fit the input {list(b.shape)}")
-    node = nir.Conv2d(input_shape=(h, w), weight=weight / gain, stride=stride, padding=padding,
+    gain = neuron.gain((out_c, out[0], out[1])).reshape(out_c, -1)
+    if not np.all(gain == gain[:, :1]):
+        raise UserError(f"{layer.label}: its neuron's decays vary within a channel; a convolution's kernel "
+                        "carries one input gain per output channel")
+    node = nir.Conv2d(input_shape=(h, w), weight=weight / gain[:, 0, None, None, None],
+                      stride=stride, padding=padding,
                       dilation=dilation, groups=groups,
                       bias=bias if use_bias else np.zeros(out_c))
     return node, (out_c, out[0], out[1])
@@ -315,7 +359,7 @@ def _conv(layer: _Layer, b: _Builder, name: str, last: bool) -> None:
     bias = np.broadcast_to(bias, (weight.shape[0],)).copy()
     groups = layer.integer("groups", 1)
     node, out = _conv_node(layer, b, weight, layer.pair("stride", 1), layer.pair("padding", 0),
-                           layer.pair("dilation", 1), groups, bias, neuron.gain, neuron.nir_kind == "IF")
+                           layer.pair("dilation", 1), groups, bias, neuron, neuron.nir_kind == "IF")
     b.shape = out
     bias_v = np.zeros(out) if neuron.nir_kind == "IF" else np.broadcast_to(bias[:, None, None], out).copy()
     b.neuron(neuron, name, node, bias_v, "conv")
@@ -336,7 +380,7 @@ def _pool(layer: _Layer, b: _Builder, name: str, last: bool) -> None:
     full = np.repeat(per_channel, channels, axis=0)
     node, out = _conv_node(layer, b, full, layer.pair("stride", kernel[0]) if layer.has("stride") else kernel,
                            layer.pair("padding", 0), layer.pair("dilation", 1), channels, np.zeros(channels),
-                           neuron.gain, False)
+                           neuron, False)
     b.shape = out
     b.neuron(neuron, name, node, np.zeros(out), "pool")
     b.notes.append(f"{layer.label}: netx 0.6.0 cannot run pooling layers (NotImplementedError); imported as "
@@ -380,7 +424,7 @@ def _input(layer: _Layer, b: _Builder, name: str, last: bool) -> None:
     neuron = _Neuron(layer)
     weight = float(layer.integer("weight", NETX_INPUT_WEIGHT)) if layer.has("weight") else float(NETX_INPUT_WEIGHT)
     bias = float(layer.integer("bias", 0)) if layer.has("bias") else 0.0
-    if neuron.i_decay != DECAY_UNITY:
+    if np.any(neuron.i_decay != DECAY_UNITY):
         b.notes.append(f"{layer.label}: its input (weight {weight:g}) enters the neuron's current; netx's users "
                        "drive this neuron through its bias, which differs when iDecay < 4096")
     if neuron.nir_kind == "IF":
@@ -388,7 +432,7 @@ def _input(layer: _Layer, b: _Builder, name: str, last: bool) -> None:
             raise UserError(f"{layer.label}: an input bias on a neuron without leak (vDecay = 0) is not supported")
         b.neuron(neuron, name, nir.Scale(scale=np.full(b.shape, weight)), np.zeros(b.shape), "input")
         return
-    scale = nir.Scale(scale=np.full(b.shape, weight / neuron.gain))
+    scale = nir.Scale(scale=weight / neuron.gain(b.shape))
     b.neuron(neuron, name, scale, np.full(b.shape, bias), "input")
 
 

@@ -7,7 +7,9 @@ process; Lava picks its behaviour by tag:
   -- RingBuffer source, ``LIFReset`` per population, ``Dense``/``Conv``/
   ``DelayDense`` per projection, RingBuffer sinks -- one OS process each;
 * ``fused`` (mode ``fused``): the same float arithmetic in one OS process, all
-  layers per step and ``lanes`` samples side by side.
+  layers per step and ``lanes`` samples side by side;
+* ``fused_fixed`` (mode ``fused-fixed``): the per-layer fixed-point graph's
+  integer arithmetic, fused the same way.
 
 Timing. Lava's Dense/Conv deliver at step n what they received at n-1, so a
 population at depth d sees logical step tau of a sample at Lava step
@@ -51,7 +53,9 @@ from lava.magma.core.run_conditions import RunSteps  # noqa: E402
 from lava.magma.core.run_configs import Loihi2HwCfg, Loihi2SimCfg  # noqa: E402
 from ..core.environment import loihi2_available
 
-LAVA_MODES = ("float", "fixed", "loihi2", "fused")
+LAVA_MODES = ("float", "fixed", "loihi2", "fused", "fused-fixed")
+FUSED_MODES = ("fused", "fused-fixed")
+"""Modes that run the whole network in one Lava process (shared-memory interface, lanes, live counters)."""
 
 __all__ = ["LavaNetwork", "run_config", "LAVA_MODES"]
 
@@ -59,7 +63,7 @@ __all__ = ["LavaNetwork", "run_config", "LAVA_MODES"]
 def run_config(mode: str):
     """The Lava run configuration of ``mode``: the per-layer graph in float or
     fixed point on the CPU simulator, on Loihi 2 hardware when Lava finds it,
-    or the fused CPU model."""
+    or the fused CPU model (float or bit-accurate)."""
     if mode == "float":
         return Loihi2SimCfg(select_tag="floating_pt", select_sub_proc_model=True,
                             exception_proc_model_map=dict(CANONICAL_FLOAT_MODELS))
@@ -67,6 +71,8 @@ def run_config(mode: str):
         return Loihi2SimCfg(select_tag="fixed_pt", select_sub_proc_model=True)
     if mode == "fused":
         return Loihi2SimCfg(select_tag="fused")
+    if mode == "fused-fixed":
+        return Loihi2SimCfg(select_tag="fused_fixed")
     if mode == "loihi2":
         if not loihi2_available():
             raise UserError(
@@ -91,10 +97,10 @@ def _check_loihi2_populations(plan: DeployPlan) -> None:
 class LavaNetwork(WatchedRuntime):
     """A deployment plan on Lava. ``run`` feeds samples with per-sample latencies.
 
-    ``mode``: float | fixed | loihi2 (the per-layer graph) | fused (one
-    process). ``quantised`` (a :class:`~slt_deploy.lava.quantise.QuantisedPlan`)
+    ``mode``: float | fixed | loihi2 (the per-layer graph) | fused |
+    fused-fixed (one process). ``quantised`` (a :class:`~slt_deploy.lava.quantise.QuantisedPlan`)
     is required for fixed point. ``capacity``: samples per lane per Lava run;
-    ``lanes``: samples side by side (fused only). ``inspect=True`` builds the
+    ``lanes``: samples side by side (fused modes only). ``inspect=True`` builds the
     per-layer graph without the enclosing process, so that its processes
     (``neurons``) exist before the first run, e.g. for Lava Monitors.
 
@@ -110,10 +116,11 @@ class LavaNetwork(WatchedRuntime):
                  step_seconds: float | None = None, startup_seconds: float = 120.0,
                  round_trip_seconds: float = 30.0):
         max_latency = check_latency(max_latency)
-        if mode in ("fixed", "loihi2") and quantised is None:
+        if mode in ("fixed", "loihi2", "fused-fixed") and quantised is None:
             raise ValueError("fixed-point modes need a quantised plan")
-        if mode != "fused" and lanes != 1:
-            raise ValueError("only the fused model runs several lanes")
+        self.fused = mode in FUSED_MODES
+        if not self.fused and lanes != 1:
+            raise ValueError("only the fused models run several lanes")
         if mode == "loihi2":
             _check_loihi2_populations(plan)
         self.plan, self.mode, self.quantised = plan, mode, quantised
@@ -123,7 +130,7 @@ class LavaNetwork(WatchedRuntime):
         self.capacity, self.lanes = int(capacity), int(lanes)
         self.buffer = self.capacity * self.period
         self.want_spikes = record_spikes
-        self.record_spikes = record_spikes or mode != "fused"  # the per-layer graph always records
+        self.record_spikes = record_spikes or not self.fused  # the per-layer graph always records
         self.run_cfg = run_config(mode)
         self.steps_run = 0
         self.started = False
@@ -135,11 +142,12 @@ class LavaNetwork(WatchedRuntime):
         self.host_output = plan.output_population is not None and not plan.populations[plan.output_population].spiking
         self.recorded = recorded_populations(plan)
         self.shared = None
-        if mode == "fused":
+        if self.fused:
             self.shared = SharedArrays(fused_buffer_shapes(plan, self.period, self.capacity, self.lanes,
                                                            self.want_spikes))
             self.anchor = DeployedNetwork(plan=plan, period=self.period, capacity=self.capacity, lanes=self.lanes,
-                                          record_spikes=self.want_spikes, fused=True, buffers=self.shared.spec)
+                                          record_spikes=self.want_spikes, fused=True, buffers=self.shared.spec,
+                                          quantised=quantised if mode == "fused-fixed" else None)
             self.neurons = {}
         elif inspect:
             if mode == "fused":
@@ -181,7 +189,7 @@ class LavaNetwork(WatchedRuntime):
         spikes = {p.name: np.zeros((samples, self.max_latency, *p.shape)) for p in self.recorded} \
             if self.want_spikes else {}
         counters = None
-        if self.mode == "fused":
+        if self.fused:
             counters = (np.zeros((samples, self.max_latency, len(plan.projections), 2)),
                         {p.name: np.zeros((samples, self.max_latency)) for p in self.recorded})
         per_run = self.capacity * self.lanes
@@ -272,7 +280,7 @@ class LavaNetwork(WatchedRuntime):
 
     def _read_spikes(self):
         """(population, recorded spikes [lanes, N, ring]) for every recorded population."""
-        if self.mode == "fused":
+        if self.fused:
             recorded = self.shared.arrays["spikes"].copy().reshape(self.lanes, -1, self.buffer)
             offset = 0
             for population in self.recorded:

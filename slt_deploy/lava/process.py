@@ -45,11 +45,13 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from ..core.compat import import_lava
 from ..deploy.plan import DeployPlan, Population, Projection
 from ..deploy.synapses import ConvKernel, dense_current, dense_of, fanout
-from ..neuron import lif_step
+from ..neuron import FixedNeuronParameters, lif_step, lif_step_fixed
 
 import_lava()
 
@@ -269,7 +271,7 @@ def build_per_layer(plan: DeployPlan, period: int, capacity: int, quantised, own
         else:
             parameters = dict(du=population.du, dv=population.dv, vth=population.vth,
                               bias_mant=population.bias.ravel().astype(np.float64), bias_exp=0)
-        if needs_deployed_lif(population, recurrent):
+        if needs_deployed_lif(population, recurrent) or np.ndim(parameters["du"]) or np.ndim(parameters["dv"]):
             process = partial(DeployedLIFReset, silent_before_reset=population.name in recurrent)
         else:
             process = LIFReset
@@ -441,15 +443,48 @@ class FusedSimulator:
         self.analog = plan.input_kind == "analog"
         self.populations = recorded_populations(plan)
         self.host = plan.output_population if _host_output(plan) else None
-        self.state = {p.name: (np.zeros((lanes, p.size)), np.zeros((lanes, p.size))) for p in self.populations}
-        self.neurons = {p.name: p.neuron for p in self.populations}
+        self.state = {p.name: self._rest(p) for p in self.populations}
         self.outputs_of = {p.name: np.zeros((lanes, p.size)) for p in self.populations}
-        self.kernels = [ConvKernel.of(p) if p.kind == "conv" and p.delay == 0 else dense_of(p)
-                        for p in plan.projections]
         # what each projection delivers at the coming steps (a delay line, oldest first)
         self.lines = [[np.zeros((lanes, int(np.prod(p.target_shape))))] * (p.delay + 1) for p in plan.projections]
         self.recorded_targets = {plan.output_name} | ({self.host} if self.host else set())
         self.recurrent = recurrent_targets(plan)
+        self._build_arithmetic()
+
+    # ---------------------------------------------------------------- the arithmetic (float: Lava's float models)
+
+    def _build_arithmetic(self) -> None:
+        self.neurons = {p.name: p.neuron for p in self.populations}
+        self.kernels = [ConvKernel.of(p) if p.kind == "conv" and p.delay == 0 else dense_of(p)
+                        for p in self.plan.projections]
+
+    def _rest(self, population: Population):
+        """(u, v) at rest, [lanes, neurons]."""
+        return np.zeros((self.lanes, population.size)), np.zeros((self.lanes, population.size))
+
+    def _sum(self, currents: list[np.ndarray], size: int) -> np.ndarray:
+        """What an InPort makes of the currents of its connections."""
+        total = np.zeros((self.lanes, size))
+        for current in currents:
+            total = total + current
+        return total
+
+    def _neuron_step(self, population: Population, a_in: np.ndarray, state):
+        """(spikes 0/1 [lanes, n], state after the step) of one population."""
+        return lif_step(a_in, state, self.neurons[population.name])
+
+    def _currents(self, index: int, source: np.ndarray) -> np.ndarray:
+        """Projection ``index``'s synaptic current for the source values [lanes, n_source]."""
+        kernel = self.kernels[index]
+        apply = kernel.current if isinstance(kernel, ConvKernel) else partial(dense_current, kernel)
+        # A lane with no input this step (an empty lane, the pipeline filling) gets
+        # zero current without a product: the same values (0.0 == -0.0), much cheaper.
+        current = np.zeros((self.lanes, self.lines[index][-1].shape[1]))
+        for lane in np.flatnonzero(source.any(axis=1)):
+            current[lane] = apply(source[lane])
+        return current
+
+    # ---------------------------------------------------------------- one step
 
     def step(self, n: int, frames: np.ndarray, outputs: np.ndarray, spikes: np.ndarray,
              operations: np.ndarray | None = None, firing: np.ndarray | None = None) -> None:
@@ -462,25 +497,21 @@ class FusedSimulator:
         plan, column = self.plan, (n - 1) % frames.shape[2]
         delivered = [line[0] for line in self.lines]
         for population in self.populations:
-            a_in = np.zeros((self.lanes, population.size))
-            for projection, current in zip(plan.projections, delivered):
-                if projection.target == population.name:
-                    a_in = a_in + current
+            a_in = self._sum([current for projection, current in zip(plan.projections, delivered)
+                              if projection.target == population.name], population.size)
             state = self.state[population.name]
             if n % self.period == (1 + population.depth) % self.period:
-                state = (state[0] * 0, state[1] * 0)
-            fired, self.state[population.name] = lif_step(a_in, state, self.neurons[population.name])
+                state = self._rest(population)
+            fired, self.state[population.name] = self._neuron_step(population, a_in, state)
             if population.name in self.recurrent and silent_before_reset(n, self.period, 1 + population.depth):
                 # as DeployedLIFReset; its v is zeroed by the reset at the next step either way
                 fired = np.zeros_like(fired)
             self.outputs_of[population.name] = fired
-        recorded = np.zeros((self.lanes, outputs.shape[1]))
+        recorded = [current for projection, current in zip(plan.projections, delivered)
+                    if projection.target in self.recorded_targets]
         if plan.output_population is not None and self.host is None:
-            recorded = recorded + self.outputs_of[plan.output_population]
-        for projection, current in zip(plan.projections, delivered):
-            if projection.target in self.recorded_targets:
-                recorded = recorded + current
-        outputs[:, :, column] = recorded
+            recorded.append(self.outputs_of[plan.output_population])
+        outputs[:, :, column] = self._sum(recorded, outputs.shape[1])
         if self.record_spikes:
             spikes[:, :, column] = np.concatenate([self.outputs_of[p.name] for p in self.populations], axis=1)
         if firing is not None:
@@ -498,21 +529,96 @@ class FusedSimulator:
                 counts[:, index, 1, column] = activity @ structural
         for index, projection in enumerate(plan.projections):
             source = frames[:, :, column] if projection.source == plan.input_name else self.outputs_of[projection.source]
-            kernel = self.kernels[index]
-            apply = kernel.current if isinstance(kernel, ConvKernel) else partial(dense_current, kernel)
-            # A lane with no input this step (an empty lane, the pipeline filling) gets
-            # zero current without a product: the same values (0.0 == -0.0), much cheaper.
-            current = np.zeros((lanes, self.lines[index][-1].shape[1]))
-            for lane in np.flatnonzero(source.any(axis=1)):
-                current[lane] = apply(source[lane])
-            self.lines[index] = self.lines[index][1:] + [current]
+            self.lines[index] = self.lines[index][1:] + [self._currents(index, source)]
 
 
-@implements(proc=DeployedNetwork, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fused")
-class PyFusedModel(PyLoihiProcessModel):
-    """The fused CPU behaviour: one OS process, NumPy, all lanes at once."""
+def wrap_signed(values: np.ndarray, bits: int) -> np.ndarray:
+    """Integers wrapped into ``bits``-bit two's complement (what a cast to int32,
+    or Lava's ``signed_clamp``, does), as int64."""
+    base = np.int64(1) << bits
+    return (np.asarray(values, dtype=np.int64) + base // 2) % base - base // 2
+
+
+class FusedFixedSimulator(FusedSimulator):
+    """The per-layer fixed-point graph's integer arithmetic, fused as
+    :class:`FusedSimulator` fuses the float one: Lava's bit-accurate models
+    as ``build_per_layer`` configures them, step for step.
+
+    * ``Dense``/``DelayDense`` (``PyDenseModelBitAcc``): the weights Lava
+      keeps -- its own ``clip_weights`` and ``truncate_weights`` on the
+      arguments the per-layer graph passes (mixed-sign weights become even)
+      -- times the spikes, shifted by ``weight_exp``;
+    * ``Conv`` (``PyConvModelFixed``): the integer kernel (``weight_exp`` is
+      ignored) and its output wrapped to 24 bits (``signed_clamp``);
+    * ports carry int32 (Lava's fixed-point OutPorts), an InPort sums its
+      connections;
+    * ``LIFReset``/``DeployedLIFReset`` (``PyLifResetModelBitAcc``):
+      :func:`slt_deploy.neuron.lif_step_fixed` with the quantised integers.
+
+    Integer products are computed in float64 (exact below 2^53, which 8-bit
+    weights times 24-bit messages over any layer this tool builds stay
+    under), all lanes in one product per projection and step."""
+
+    def __init__(self, plan: DeployPlan, period: int, lanes: int, record_spikes: bool, quantised):
+        self.quantised = quantised
+        super().__init__(plan, period, lanes, record_spikes)
+
+    def _build_arithmetic(self) -> None:
+        from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
+
+        q = self.quantised
+        self.neurons = {}
+        for population in self.populations:
+            p = q.population_parameters(population.name)
+            self.neurons[population.name] = FixedNeuronParameters(du=p["du"], dv=p["dv"], vth=p["vth"],
+                                                                  bias_mant=p["bias_mant"], bias_exp=p["bias_exp"])
+        self.kernels, self.shifts = [], []
+        for projection in self.plan.projections:
+            weights, extra = q.projection_weights(projection)
+            if projection.kind == "conv" and projection.delay == 0:  # Conv keeps its integers, no exponent
+                integer = np.asarray(weights, dtype=np.int32).astype(np.float64)
+                self.kernels.append(("conv", torch.as_tensor(integer), projection))
+                self.shifts.append(0)
+                continue
+            sign_mode = extra.get("sign_mode") or determine_sign_mode(weights)
+            kept = truncate_weights(clip_weights(np.asarray(weights), sign_mode, num_bits=8), sign_mode,
+                                    extra.get("num_weight_bits", 8))
+            self.kernels.append(("dense", np.asarray(kept, dtype=np.float64).T.copy(), projection))
+            self.shifts.append(int(extra.get("weight_exp", 0)))
+
+    def _rest(self, population: Population):
+        return (np.zeros((self.lanes, population.size), dtype=np.int64),
+                np.zeros((self.lanes, population.size), dtype=np.int64))
+
+    def _sum(self, currents: list[np.ndarray], size: int) -> np.ndarray:
+        total = np.zeros((self.lanes, size), dtype=np.int64)
+        for current in currents:
+            total = total + current
+        return wrap_signed(total, 32)
+
+    def _neuron_step(self, population: Population, a_in: np.ndarray, state):
+        fired, state = lif_step_fixed(a_in, state, self.neurons[population.name])
+        return fired.astype(np.float64), state
+
+    def _currents(self, index: int, source: np.ndarray) -> np.ndarray:
+        kind, weight, projection = self.kernels[index]
+        if kind == "conv":
+            c, h, w = projection.conv_input_shape
+            x = torch.as_tensor(np.ascontiguousarray(source, dtype=np.float64)).reshape(self.lanes, c, h, w)
+            out = F.conv2d(x, weight, None, projection.stride, projection.padding, projection.dilation,
+                           projection.groups).reshape(self.lanes, -1).numpy()
+            return wrap_signed(wrap_signed(np.rint(out), 24), 32)
+        accumulated = np.rint(np.asarray(source, dtype=np.float64) @ weight).astype(np.int64)
+        if self.plan.populations[projection.source].is_input:  # graded messages: an int32 dot product
+            accumulated = wrap_signed(accumulated, 32)
+        shift = self.shifts[index]
+        shifted = np.left_shift(accumulated, shift) if shift > 0 else np.right_shift(accumulated, -shift)
+        return wrap_signed(shifted, 32)
+
+
+class _FusedModel(PyLoihiProcessModel):
+    """A fused CPU behaviour: one OS process, NumPy, all lanes at once; the
+    interface arrays live in shared memory (:mod:`slt_deploy.lava.shared`)."""
 
     frames: np.ndarray = LavaPyType(np.ndarray, float)
     outputs: np.ndarray = LavaPyType(np.ndarray, float)
@@ -522,13 +628,39 @@ class PyFusedModel(PyLoihiProcessModel):
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
-        if proc_params["quantised"] is not None:
-            raise ValueError("the fused model is floating point")
-        self.simulator = FusedSimulator(proc_params["plan"], proc_params["period"], proc_params["lanes"],
-                                        proc_params["record_spikes"])
+        self.simulator = self._simulator(proc_params)
         self._blocks, self.buffers = attach(proc_params["buffers"])
+
+    def _simulator(self, proc_params) -> FusedSimulator:
+        raise NotImplementedError
 
     def run_spk(self):
         b = self.buffers
         spikes = b.get("spikes", np.zeros((self.simulator.lanes, 1)))
         self.simulator.step(self.time_step, b["frames"], b["outputs"], spikes, b["operations"], b["firing"])
+
+
+@implements(proc=DeployedNetwork, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fused")
+class PyFusedModel(_FusedModel):
+    """The fused float behaviour (tag ``fused``): the per-layer float graph's arithmetic."""
+
+    def _simulator(self, proc_params) -> FusedSimulator:
+        if proc_params["quantised"] is not None:
+            raise ValueError("the fused float model takes no quantised plan")
+        return FusedSimulator(proc_params["plan"], proc_params["period"], proc_params["lanes"],
+                              proc_params["record_spikes"])
+
+
+@implements(proc=DeployedNetwork, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fused_fixed")
+class PyFusedFixedModel(_FusedModel):
+    """The fused bit-accurate behaviour (tag ``fused_fixed``): the per-layer fixed-point graph's integers."""
+
+    def _simulator(self, proc_params) -> FusedSimulator:
+        if proc_params["quantised"] is None:
+            raise ValueError("the fused fixed-point model needs a quantised plan")
+        return FusedFixedSimulator(proc_params["plan"], proc_params["period"], proc_params["lanes"],
+                                   proc_params["record_spikes"], proc_params["quantised"])

@@ -284,12 +284,15 @@ def _exact_population(population, given: dict) -> PopulationQuantisation:
     mantissas are the plan's bias, shifted by ``bias_exp`` - 6."""
     shift = given["bias_exp"] - ACT_SHIFT
     bias = _integers(population.bias.ravel() / 2.0**shift, f"population '{population.name}': bias")
-    du_float = (DECAY_UNITY - given["du"] - 1) / DECAY_UNITY
-    dv_float = (DECAY_UNITY - given["dv"]) / DECAY_UNITY
-    errors = {"du_error": abs(du_float - (1.0 - population.du)), "dv_error": abs(dv_float - (1.0 - population.dv)),
+    du, dv = (np.asarray(given[key], dtype=np.int64) if isinstance(given[key], list) else given[key]
+              for key in ("du", "dv"))  # one per population, or one per neuron
+    du_float = (DECAY_UNITY - du - 1) / DECAY_UNITY
+    dv_float = (DECAY_UNITY - dv) / DECAY_UNITY
+    errors = {"du_error": float(np.max(np.abs(du_float - (1.0 - np.asarray(population.du))))),
+              "dv_error": float(np.max(np.abs(dv_float - (1.0 - np.asarray(population.dv))))),
               "vth_relative": abs(given["vth"] - population.vth) / population.vth if np.isfinite(population.vth)
               and population.vth else 0.0, "bias_max_abs": 0.0, "note": "exact integers from the graph"}
-    return PopulationQuantisation(population.name, float(2**ACT_SHIFT), given["du"], given["dv"], given["vth"],
+    return PopulationQuantisation(population.name, float(2**ACT_SHIFT), du, dv, given["vth"],
                                   bias, np.full(bias.shape, given["bias_exp"], dtype=np.int64), errors)
 
 

@@ -57,7 +57,7 @@ from ..energy.counts import counted_run, operation_counts, run_synapse_counts
 from ..energy.hardware import Hardware
 from ..ir.nirfile import metadata_json
 from ..readout import running_mean
-from ..simulation import Session, session_for
+from ..simulation import FUSED_BACKENDS, Session, session_for
 
 MEASURES = ("entropy", "max_softmax", "margin")
 POLICIES = ("fixed", "static", "adaptive", "anytime")
@@ -205,10 +205,10 @@ def counts_energy(hardware: Hardware, counts) -> np.ndarray:
 def batch_traces(graph, profile: EnergyProfile, inputs: np.ndarray, backend: str = "lava-fused",
                  dt: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Outputs [N, T, K] and per-step energy [N, T] (mJ) of a whole stream in
-    one run of ``backend`` (lava-fused, lava-float, torch): everything a
+    one run of ``backend`` (lava-fused, lava-fused-fixed, lava-float, torch): everything a
     controller can read from every sample at every step."""
     with session_for(graph, backend, inputs.shape[0], inputs.shape[1], dt=dt,
-                     record_spikes=backend != "lava-fused") as session:
+                     record_spikes=backend not in FUSED_BACKENDS) as session:
         outputs, counts = counted_run(session, inputs, mac_once=profile.mac_once)
     energy = counts_energy(profile.hardware, counts)
     return outputs.reshape(outputs.shape[0], outputs.shape[1], -1), energy
@@ -218,13 +218,14 @@ class SessionEngine:
     """A simulation session as the controller's backend (a context manager):
     ``backend`` torch (the reference; one pass gives every step of a batch),
     lava-float or lava-fixed (the per-layer graph; SOP counted from its
-    spikes) or lava-fused (one process; SOP from its live counters). Each
+    spikes) or lava-fused / lava-fused-fixed (one process; SOP from its live counters). Each
     inference runs as one sample of the session: its latency changes
     without a rebuild."""
 
     def __init__(self, graph, profile: EnergyProfile, backend: str = "lava-float", dt: float | None = None):
         self.profile = profile
-        self.session = Session(graph, backend, profile.T, dt=dt, record_spikes=backend != "lava-fused", capacity=1)
+        self.session = Session(graph, backend, profile.T, dt=dt, record_spikes=backend not in FUSED_BACKENDS,
+                               capacity=1)
         self.plan = self.session.plan
 
     def run_batch(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -259,7 +260,7 @@ class TorchEngine(SessionEngine):
 
 
 class LavaEngine(SessionEngine):
-    """The deployed Lava network (``mode`` float, fixed or fused) as the controller's backend."""
+    """The deployed Lava network (``mode`` float, fixed, fused or fused-fixed) as the controller's backend."""
 
     def __init__(self, graph, profile: EnergyProfile, mode: str = "float", dt: float | None = None):
         super().__init__(graph, profile, f"lava-{mode}", dt)
