@@ -16,6 +16,8 @@ at latency T. Paths:
 * ``lava-fixed``  the same graph with our quantiser, Loihi2SimCfg fixed_pt
 * ``lava-fused``  the same float arithmetic as one Lava process (mode "fused", tag "fused"):
                   all layers per step in one OS process, ``FUSED_LANES`` samples side by side
+* ``lava-fused-fixed`` the fixed-point graph's integers as one Lava process (mode "fused-fixed",
+                  tag "fused_fixed"), lanes as lava-fused
 * ``netx-fixed``  slayer blocks -> export_hdf5 -> lava.lib.dl.netx.hdf5.Network, fixed_pt
                   (slt_deploy.lava.netx), the readout integrator's voltage probed by a Lava Monitor
 * ``netx-current`` the same netx network, read instead from a ring-buffer sink on the
@@ -28,7 +30,8 @@ runs one chunk, in rotated order, so that all paths share the machine's
 load. samples/s = samples / seconds over all rounds; the Lava networks are
 built, compiled and started (with a 2-sample warm-up run) before the
 timing: that start-up is reported separately. Lava runs without spike
-recording (only the output is read). Ratios are relative to lava-float.
+recording (only the output is read). Ratios are relative to lava-float; the fused fixed model is also
+compared with lava-fixed (its outputs must equal them bit for bit).
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WARMUP = 2
 VGGSNN_TRAINED = ROOT / "runs" / "vggsnn-energy" / "vggsnn-slt.pt"
 MIN_SECONDS = 0.3  # a torch or fused path repeats its chunk until this much time has passed
-PATHS = ("lava-float", "lava-fixed", "lava-fused", "netx-fixed", "netx-current", "torch-ref", "torch-model")
+PATHS = ("lava-float", "lava-fixed", "lava-fused", "lava-fused-fixed", "netx-fixed", "netx-current", "torch-ref", "torch-model")
 
 
 def model_files(name: str, workdir: Path):
@@ -116,8 +119,8 @@ def open_paths(graph_path: Path, model, paths: tuple[str, ...], stack: contextli
 
         return run, None
 
-    makers = (lambda: lava("float"), lambda: lava("fixed"), lambda: lava("fused"), lambda: netx("voltage"), lambda: netx("current"),
-              torch_ref, torch_model)
+    makers = (lambda: lava("float"), lambda: lava("fixed"), lambda: lava("fused"), lambda: lava("fused-fixed"),
+              lambda: netx("voltage"), lambda: netx("current"), torch_ref, torch_model)
     for path, make in zip(PATHS, makers):
         if path not in paths:
             continue
@@ -170,6 +173,10 @@ def bench_model(name: str, samples: int, rounds: int, paths: tuple[str, ...]) ->
                       (("netx-fixed", "lava-fixed"), ("netx-fixed", "lava-float"), ("lava-fixed", "lava-float"))
                       if agreement(a, b) is not None},
         "fused_equals_float": bool(np.array_equal(outputs["lava-fused"], outputs["lava-float"])),
+        "fused_fixed_equals_fixed": (bool(np.array_equal(outputs["lava-fused-fixed"], outputs["lava-fixed"]))
+                                     if "lava-fixed" in paths and "lava-fused-fixed" in paths else None),
+        "fused_fixed_over_fixed": (rate["lava-fused-fixed"] / rate["lava-fixed"]
+                                   if "lava-fixed" in paths and "lava-fused-fixed" in paths else None),
         "float_minus_torch_ref_max": float(np.abs(outputs["lava-float"] - outputs["torch-ref"]).max()),
     }
     if io is not None:
@@ -210,7 +217,10 @@ def main() -> None:
         agreement = ", ".join(f"{k} {100 * v:.1f} %" for k, v in r["agreement"].items())
         print(f"{r['model']}: {r['samples']} samples, T = {r['T']}; predictions agree: {agreement or '-'}; "
               f"lava-fused outputs == lava-float outputs: {r['fused_equals_float']}; "
-              f"max |lava-float - torch-ref| = {r['float_minus_torch_ref_max']:.2g}"
+              + (f"lava-fused-fixed outputs == lava-fixed outputs: {r['fused_fixed_equals_fixed']}, "
+                 f"{r['fused_fixed_over_fixed']:.3g}x its samples/s; " if r["fused_fixed_equals_fixed"] is not None
+                 else "")
+              + f"max |lava-float - torch-ref| = {r['float_minus_torch_ref_max']:.2g}"
               + (f"; max |netx - slayer-quantised float64| = {r['netx_minus_slayer_quantised_max']:.2g}; "
                  f"slayer scales {r['scales']}" if "scales" in r else ""))
 

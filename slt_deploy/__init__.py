@@ -10,7 +10,7 @@ functions, imported on first use (``import slt_deploy`` itself is cheap)::
     sd.train(run, "runs/mlp.pt")                               # SLT on norse
     graph = sd.export_model(run.model.double())                # NIR
     x, labels = sd.graph_stream(graph, "digits", "test")[:2]   # encoded test split
-    result = sd.simulate(graph, "lava-fused", x)               # or torch, lava-float, lava-fixed
+    result = sd.simulate(graph, "lava-fused", x)               # or torch, lava-float, lava-fixed, lava-fused-fixed
 
 See the README's "Python API" section for the whole pipeline.
 """

@@ -209,15 +209,24 @@ def _decay(values: np.ndarray, factor: int) -> np.ndarray:
     return (np.sign(product) * np.right_shift(np.abs(product), 12)).astype(np.int64)
 
 
+def wrap_signed(values, bits: int) -> np.ndarray:
+    """Integers wrapped into ``bits``-bit two's complement (what a cast to
+    int32 does, or Lava's ``signed_clamp``), as int64."""
+    base = np.int64(1) << bits
+    return (np.asarray(values, dtype=np.int64) + base // 2) % base - base // 2
+
+
 def lif_step_fixed(a_in, state, p: FixedNeuronParameters):
     """One time step of Lava's bit-accurate LIF on integers: ``a_in`` the
-    synaptic input as Lava's Dense/Conv deliver it (shifted here by 6 bits),
-    ``state`` the pair (u, v) of 24-bit integers. Returns (spikes as bool,
-    (u, v)) -- exactly Lava's ``AbstractPyLifModelFixed`` arithmetic: u wraps
-    around at 24 bits, v saturates, decays round toward zero."""
+    synaptic input as Lava's Dense/Conv deliver it (int32; shifted here by 6
+    bits), ``state`` the pair (u, v) of 24-bit integers. Returns (spikes as
+    bool, (u, v)) -- exactly Lava's ``AbstractPyLifModelFixed`` arithmetic:
+    the shifted input and its sum with the decayed current are int32, u
+    wraps around at 24 bits, v saturates, decays round toward zero."""
     u, v = state
     limit = 2 ** (UV_BITS - 1)
-    current = _decay(u, DECAY_UNITY - (p.du + 1)) + np.left_shift(np.asarray(a_in, dtype=np.int64), ACT_SHIFT)
+    shifted = wrap_signed(np.left_shift(np.asarray(a_in, dtype=np.int64), ACT_SHIFT), 32)
+    current = wrap_signed(_decay(u, DECAY_UNITY - (p.du + 1)) + shifted, 32)
     wrapped = np.where(current > limit, current - 2 * limit, current)
     u = np.where(wrapped <= -limit, current + 2 * limit, wrapped)
     v = np.clip(_decay(v, DECAY_UNITY - p.dv) + u + p.effective_bias, -limit + 1, limit - 1)

@@ -18,8 +18,8 @@ from slt_deploy.energy.counts import synapse_counts
 from slt_deploy.energy.profile import graph_stream
 from slt_deploy.ir.nirfile import read_graph
 from slt_deploy.lava.network import LavaNetwork
-from slt_deploy.lava.process import wrap_signed
 from slt_deploy.lava.quantise import QuantisedPlan
+from slt_deploy.neuron import wrap_signed
 from slt_deploy.simulation import simulate
 from test_per_neuron_decays import _conv_graph, _dense_graph
 

@@ -152,9 +152,12 @@ def test_nir_nodes_in_the_general_form():
     assert float(back.dv[0]) == LIFParameters().neuron().dv and float(back.gain[0]) == 1 / norse_input_gain(LIFParameters())
 
 
-def test_fixed_point_step_is_lavas_bit_accurate_lif():
+@pytest.mark.parametrize("largest_input, per_neuron", [(2**15, False), (2**28, True)])
+def test_fixed_point_step_is_lavas_bit_accurate_lif(largest_input, per_neuron):
     """lif_step_fixed against Lava's own PyLifModelBitAcc arithmetic, including
-    24-bit wrap-around of u, saturation of v and decays rounding toward zero."""
+    24-bit wrap-around of u, saturation of v and decays rounding toward zero;
+    inputs so large that their 6-bit shift wraps int32 as Lava's does; decays
+    one per neuron (DeployedLIFReset)."""
     from slt_deploy.core.compat import import_lava
 
     import_lava()
@@ -162,14 +165,15 @@ def test_fixed_point_step_is_lavas_bit_accurate_lif():
 
     rng = np.random.default_rng(5)
     n = 64
-    p = FixedNeuronParameters(du=409, dv=2048, vth=40_000, bias_mant=rng.integers(-4096, 4096, n),
+    du, dv = (rng.integers(0, 4096, n), rng.integers(0, 4096, n)) if per_neuron else (409, 2048)
+    p = FixedNeuronParameters(du=du, dv=dv, vth=40_000, bias_mant=rng.integers(-4096, 4096, n),
                               bias_exp=rng.integers(0, 4, n))
     lava = PyLifModelBitAcc({})
     lava.u, lava.v = np.zeros(n, dtype=np.int32), np.zeros(n, dtype=np.int32)
     lava.du, lava.dv, lava.vth = p.du, p.dv, p.vth
     lava.bias_mant, lava.bias_exp = p.bias_mant.astype(np.int16), p.bias_exp.astype(np.int16)
     state = (np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64))
-    for a_in in rng.integers(-2**15, 2**15, (60, n)):  # large enough to wrap u and saturate v
+    for a_in in rng.integers(-largest_input, largest_input, (60, n)):  # large enough to wrap u and saturate v
         lava.scale_bias()
         lava.scale_threshold()
         lava.subthr_dynamics(activation_in=a_in.astype(np.int32))

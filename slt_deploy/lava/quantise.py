@@ -14,7 +14,7 @@ What Lava's bit-accurate LIF does (lava/proc/lif/models.py,
 * Dense keeps 8-bit weights: mixed-sign weights are clipped to [-256, 255]
   and truncated to even values (a sign bit), same-sign ones to 0..255; the
   accumulated sum is shifted by ``weight_exp``. Lava 0.10's fixed-point Conv
-  ignores ``weight_exp`` and clamps its output to 24 bits, so a conv gets the
+  ignores ``weight_exp`` and wraps its output to 24 bits, so a conv gets the
   already-shifted integers (mantissa << exponent) as its weights.
 
 Each population T gets a scale S_T = 2^k (v_int = S_T v): the largest power
