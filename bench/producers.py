@@ -31,6 +31,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the networks and runners the tests build
 
 from slt_deploy.ir.netxfile import read_netx  # noqa: E402
 from slt_deploy.ir.nirfile import read_graph  # noqa: E402
@@ -150,36 +151,23 @@ def snntorch(rows, tmp: Path):
 
 
 def norse_learned_tau(rows, tmp: Path):
-    """norse LIFBox layers with a time constant per neuron, exported with
-    ``to_nir(dt=1.0)`` (the file then holds tau = 1/tau_mem_inv), against the
-    original module at norse's own 1 ms step."""
+    """norse LIFBox layers with a time constant per neuron (the tests' model),
+    exported with ``to_nir(dt=1.0)`` (the file then holds tau = 1/tau_mem_inv),
+    against the original module at norse's own 1 ms step."""
     import norse.torch as nt
 
     from slt_deploy.ir.nirfile import write_graph
+    from test_foreign_graphs import NORSE_GAINS, _norse_model, run_norse_module
 
-    def lif_box(n, low, high, v_th):
-        return nt.LIFBoxCell(nt.LIFBoxParameters(tau_mem_inv=torch.linspace(low, high, n),
-                                                 v_th=torch.full((n,), v_th), v_leak=torch.zeros(n)))
-
-    torch.manual_seed(20240601)
-    model = nt.SequentialState(torch.nn.Linear(12, 10), lif_box(10, 120.0, 600.0, 0.3),
-                               torch.nn.Linear(10, 6), lif_box(6, 80.0, 300.0, 0.2))
+    model, shape = _norse_model("learned_tau_mlp")
     with torch.no_grad():
-        for layer in (model[0], model[2]):
-            layer.weight.mul_(8.0)
+        for layer, gain in zip((model[0], model[2]), NORSE_GAINS["learned_tau_mlp"]):
+            layer.weight.mul_(gain)
     path = tmp / "norse_learned_tau.nir"
-    write_graph(nt.to_nir(model, torch.rand(12), dt=1.0), path)
-    x = spikes((12,), steps=20, seed=7)
+    write_graph(nt.to_nir(model, torch.rand(shape), dt=1.0), path)
+    x = spikes(shape, steps=20, seed=7)
     lava = simulate(read_graph(path), "lava-float", x, dt=1e-3)
-    module, theirs = model.double(), []
-    with torch.no_grad():
-        for sample in x:
-            state, steps = None, []
-            for frame in sample:
-                value, state = module(torch.as_tensor(frame), state)
-                steps.append(value.numpy())
-            theirs.append(np.stack(steps))
-    theirs = np.stack(theirs)
+    theirs = run_norse_module(model, x)
     rows.append(row("norse to_nir", "learned tau (LIFBox)", "norse's own run vs Lava float (outputs)", theirs.size,
                     int((theirs != lava.outputs).sum()), np.abs(theirs - lava.outputs).max()))
 
@@ -201,7 +189,6 @@ def sinabs(rows):
 def netx(rows, tmp: Path):
     from slt_deploy.lava.netx import NetxFileRunner
 
-    sys.path.insert(0, str(ROOT / "tests"))
     from netx_networks import make_network
 
     conv, learned = tmp / "conv.net", tmp / "learned.net"

@@ -191,6 +191,19 @@ def _norse_model(kind: str):
     raise ValueError(kind)
 
 
+def run_norse_module(model, x: np.ndarray) -> np.ndarray:
+    """A norse module's own outputs [N, T, ...] on x [N, T, ...], sample by sample, in float64."""
+    module, outputs = model.double(), []
+    with torch.no_grad():
+        for sample in x:
+            state, steps = None, []
+            for frame in sample:
+                y, state = module(torch.as_tensor(frame), state)
+                steps.append(y.numpy())
+            outputs.append(np.stack(steps))
+    return np.stack(outputs)
+
+
 NORSE_GAINS = {"lif_mlp": (8.0, 8.0), "learned_tau_mlp": (8.0, 8.0), "cuba_if_mlp": (8.0, 8.0), "conv": (8.0, 8.0)}
 
 
@@ -240,16 +253,7 @@ def test_norse_exported_graph_runs_on_lava_float_like_norse(kind, tmp_path, no_l
     if kind == "learned_tau_mlp":
         assert len(np.unique(np.asarray(graph.nodes["1"].tau))) == 10  # one time constant per neuron
     if kind in ("lif_mlp", "learned_tau_mlp", "conv"):  # the original norse module, same step
-        module = model.double()
-        original = []
-        with torch.no_grad():
-            for sample in x:
-                state, steps = None, []
-                for frame in sample:
-                    y, state = module(torch.as_tensor(frame), state)
-                    steps.append(y.numpy())
-                original.append(np.stack(steps))
-        assert int((np.stack(original) != lava.outputs).sum()) == 0
+        assert int((run_norse_module(model, x) != lava.outputs).sum()) == 0
 
 
 # --------------------------------------------------------------------------- snnTorch
