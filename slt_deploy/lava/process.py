@@ -163,8 +163,10 @@ class DeployedLIFReset(LIFReset):
 
     * **Per-neuron decays** (learned time constants): Lava's LIF declares
       ``du`` and ``dv`` with shape (1,), one per process; an array of one per
-      neuron is refused when the network runs (pinned in tests). Here they
-      are Vars of the population's shape, and the models below are Lava's
+      neuron still runs, but the Var no longer matches its data: reading it
+      back fails and the runtime then cannot stop (docs/lava-behaviours.md
+      §5; the shape is pinned in tests). Here they are Vars of the
+      population's shape, and the models below are Lava's
       float and bit-accurate LIFReset models with array decays: the same
       operations element by element, so a population with equal decays
       gives exactly what ``LIFReset`` gives.
