@@ -253,10 +253,10 @@ class QuantisedPlan:
         return rows
 
 
-def _decay_text(decay) -> str:
-    """A 12-bit decay for the report: the value, or the range of per-neuron values."""
+def _decay_text(decay) -> int | str:
+    """A 12-bit decay for the report: the value, or the range of per-neuron values as text."""
     if np.ndim(decay) == 0:
-        return str(int(decay))
+        return int(decay)
     return f"{int(np.min(decay))}..{int(np.max(decay))} per neuron"
 
 
