@@ -191,9 +191,11 @@ class DeployedLIFReset(LIFReset):
         self.proc_params["silent_before_reset"] = bool(silent_before_reset)
 
 
-def needs_deployed_lif(population: Population, recurrent: set[str]) -> bool:
-    """Whether ``population`` runs on :class:`DeployedLIFReset` rather than Lava's ``LIFReset``."""
-    return population.per_neuron_decays or population.name in recurrent
+def needs_deployed_lif(population: Population, recurrent: set[str], parameters: dict | None = None) -> bool:
+    """Whether ``population`` runs on :class:`DeployedLIFReset` rather than Lava's ``LIFReset``: decays
+    per neuron (in the plan, or in the integer ``parameters`` it is given) or a recurrent edge into it."""
+    per_neuron = parameters is not None and (np.ndim(parameters["du"]) > 0 or np.ndim(parameters["dv"]) > 0)
+    return population.per_neuron_decays or per_neuron or population.name in recurrent
 
 
 def silent_before_reset(n: int, period: int, reset_offset: int) -> bool:
@@ -271,7 +273,7 @@ def build_per_layer(plan: DeployPlan, period: int, capacity: int, quantised, own
         else:
             parameters = dict(du=population.du, dv=population.dv, vth=population.vth,
                               bias_mant=population.bias.ravel().astype(np.float64), bias_exp=0)
-        if needs_deployed_lif(population, recurrent) or np.ndim(parameters["du"]) or np.ndim(parameters["dv"]):
+        if needs_deployed_lif(population, recurrent, parameters):
             process = partial(DeployedLIFReset, silent_before_reset=population.name in recurrent)
         else:
             process = LIFReset
