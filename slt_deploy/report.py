@@ -13,6 +13,7 @@ from rich.table import Table
 
 from .core.errors import UserError
 from .core.files import atomic_path, write_json, write_text
+from .core.parallel import is_main_process
 from .energy.profile import graph_stream
 from .runtime.controller import (
     batch_traces, Budget, Controller, EnergyProfile, make_policy, MEASURES, PrecomputedEngine, run_mission)
@@ -317,17 +318,21 @@ def controller_table(result: dict, only: list[str] | None = None) -> tuple[list[
 
 
 def judge(graph, output, data: str = "digits", split: str = "test", samples: int | None = None,
-          budgets: int = 8, measure: str = "entropy", backend: str = "lava-fused") -> dict:
+          budgets: int = 8, measure: str = "entropy", backend: str = "lava-fused", nproc: int = 1) -> dict:
     """Every policy under budgets from E(t=1) to E(t=T) on the stream, from
     one run of ``backend`` over the stream (every sample's outputs and energy
-    at every step); writes evaluation.{json,md,png} and a mission timeline
-    (the anytime policy at the middle budget) into ``output``."""
+    at every step; samples sharded over ``nproc`` processes or a torchrun
+    job's ranks); writes evaluation.{json,md,png} and a mission timeline
+    (the anytime policy at the middle budget) into ``output`` -- on rank 0
+    only under torchrun."""
     output = Path(output)
     profile = EnergyProfile.from_graph(graph)
-    calibration = calibrate(graph, profile, graph_stream(graph, data, "calibration")[0], backend)
+    calibration = calibrate(graph, profile, graph_stream(graph, data, "calibration")[0], backend, nproc)
     x, labels = graph_stream(graph, data, split, samples)[:2]
-    outputs, energy = batch_traces(graph, profile, x, backend)
+    outputs, energy = batch_traces(graph, profile, x, backend, nproc=nproc)
     result = sweep(profile, outputs, energy, labels, calibration, budgets=max(2, budgets), measures=MEASURES)
+    if not is_main_process():
+        return result
     header, rows = controller_table(result)
     write_json(output / "evaluation.json", result)
     write_text(output / "evaluation.md", "# Runtime controller evaluation\n\n" + markdown_table(header, rows))

@@ -84,6 +84,13 @@ def load_plan(source) -> DeployPlan:
     return plan_for_graph(graph)
 
 
+def deployment_plan(graph, dt: float | None = None, input_kind: str | None = None,
+                    allow_unstable_dt: bool = False) -> DeployPlan:
+    """The plan a :class:`Session` of ``graph`` runs (``dt`` in s and
+    ``input_kind`` override the graph's), without starting a backend."""
+    return plan_for_graph(graph, graph_dt(graph, dt), input_kind, allow_unstable_dt)
+
+
 def _masked(values: np.ndarray, latencies: np.ndarray) -> np.ndarray:
     """``values`` [N, T, ...] with the steps after each sample's latency set to zero."""
     mask = np.arange(values.shape[1])[None, :] < latencies[:, None]
@@ -126,7 +133,7 @@ class Session:
     @functools.cached_property
     def plan(self) -> DeployPlan:
         """The deployment plan of the graph (what Lava runs, and what SOP counts price)."""
-        return plan_for_graph(self.graph, self.dt, self.input_kind, self.allow_unstable_dt)
+        return deployment_plan(self.graph, self.dt, self.input_kind, self.allow_unstable_dt)
 
     def run(self, inputs, latencies=None, progress=None) -> Simulation:
         """Run samples [N, steps, *input_shape] (steps <= max_latency), each for

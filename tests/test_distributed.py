@@ -4,7 +4,7 @@ training with the same global batch and seed, up to float summation order."""
 import torch
 
 from conftest import run_cli
-from slt_deploy.training.distributed import Context
+from slt_deploy.core.parallel import Context
 from slt_deploy.training.slt import new_run, train, with_settings
 from slt_deploy.models.zoo import load_recipe
 

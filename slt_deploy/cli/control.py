@@ -11,6 +11,7 @@ import typer
 
 from ..core.errors import UserError
 from ..core.files import check_output_folder, write_json
+from ..core.parallel import check_processes, is_main_process
 from ..energy.profile import graph_stream
 from ..ir.nirfile import metadata_json, read_graph
 from ..report import check_profile, controller_table, judge, mission_timeline, rich_table
@@ -51,8 +52,11 @@ def control(
     evaluate: bool = typer.Option(False, help="Judge every policy under budgets from E(t=1) to E(t=T)."),
     budgets: int = typer.Option(8, help="Number of budget levels for --evaluate."),
     output: Path = typer.Option(Path("runs/control"), "--output", "-o", help="Folder for the JSON, tables and PNGs."),
+    nproc: int = typer.Option(1, help="Local processes that share the samples of --evaluate and of the anytime "
+                                      "calibration (under torchrun, leave 1); results equal one process's."),
 ):
     """Run inferences on an energy budget, choosing each one's latency (or judge the policies)."""
+    check_processes(nproc)
     if backend not in CONTROL_BACKENDS:
         raise UserError(f"unknown backend '{backend}': choose {', '.join(CONTROL_BACKENDS)}")
     if measure not in MEASURES:
@@ -68,8 +72,10 @@ def control(
     if evaluate:
         with _progress() as bar:
             task = bar.add_task("judging policies", total=None)
-            result = judge(graph, output, data, split, samples, budgets, measure, fused_twin(backend))
+            result = judge(graph, output, data, split, samples, budgets, measure, fused_twin(backend), nproc)
             bar.update(task, completed=1, total=1)
+        if not is_main_process():  # a torchrun rank other than 0
+            return
         header, rows = controller_table(result, ["adaptive", f"anytime-{measure}"])
         out.print(rich_table(header, rows, f"{result['stream']['samples']} inferences, "
                                            "battery = inferences x budget + one worst-case step"))
@@ -94,7 +100,7 @@ def control(
     check_budget(profile, budget)  # before anything runs
     calibration = {}
     if name == "anytime":  # thresholds from the held-out calibration split
-        calibration = calibrate(graph, profile, graph_stream(graph, data, "calibration")[0], fused_twin(backend))
+        calibration = calibrate(graph, profile, graph_stream(graph, data, "calibration")[0], fused_twin(backend), nproc)
     chosen = make_policy(name, profile, latency=scenario_policy.get("latency", latency), measure=measure,
                          calibration=calibration.get(measure))
     x, labels = graph_stream(graph, data, split, samples)[:2]

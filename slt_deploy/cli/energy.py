@@ -9,6 +9,7 @@ import typer
 
 from ..core.errors import UserError
 from ..core.files import check_output_file, check_output_folder, read_json, require_file, write_json
+from ..core.parallel import check_processes, is_main_process
 from ..energy.hardware import load_hardware
 from ..energy.profile import graph_stream, noisy_streams, parse_noise, profile_model, profile_table, store_in_graph
 from ..ir.export import export_model
@@ -46,9 +47,12 @@ def profile(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Profile JSON (default: <model>.profile.json)."),
     nir_out: Optional[Path] = typer.Option(None, help="NIR file that stores the profile (default: the .nir given, or <ckpt>.nir)."),
     dt: Optional[float] = typer.Option(None, help="Simulation step in seconds (graphs without dt)."),
+    nproc: int = typer.Option(1, help="Local processes that share the samples (under torchrun, leave 1: "
+                                      "the job's ranks share them); the profile equals one process's."),
 ):
     """Accuracy, SOP, MAC, energy (mJ) and firing rates for every latency t = 1..T."""
     _check_latency(latency)
+    check_processes(nproc)
     require_file(model, "checkpoint" if model.suffix == ".pt" else "NIR file")
     json_path = output or model.with_suffix(".profile.json")
     _not_an_input(json_path, model)
@@ -63,11 +67,15 @@ def profile(
         raise UserError(f"the profile JSON and the NIR file would both be {json_path}: give another --output")
     x, labels, dataset, encoding = graph_stream(graph, data, split, samples, latency)
     noisy = noisy_streams(dataset, x, encoding, noises)
+    shards = check_processes(nproc)
     with _progress() as bar:
-        task = bar.add_task(f"profile on {backend}", total=len(x))
+        task = bar.add_task(f"profile on {backend}" + (f", {shards} processes" if shards > 1 else ""),
+                            total=len(x))
         result = profile_model(graph, x, labels, hardware_profile, dt=dt, backend=backend,
-                               mac_once=not mac_per_step, noisy_inputs=noisy,
+                               mac_once=not mac_per_step, noisy_inputs=noisy, nproc=nproc,
                                progress=lambda done: bar.update(task, completed=done))
+    if not is_main_process():  # a torchrun rank other than 0: rank 0 reports and writes
+        return
     result.update({"dataset": data, "split": split, "source": str(model)})
     if backend in FUSED_BACKENDS:
         console.print(f"backend: {backend} -- the deployed network as one Lava process (all layers and samples in "

@@ -18,7 +18,7 @@ from ..ir.nirfile import write_graph
 from ..models.zoo import load_recipe, recipe_from_dict
 from ..report import plot_accuracy_per_latency, rich_table
 from ..training.checkpoint import load_checkpoint, model_from_checkpoint
-from ..training.distributed import Context, launch
+from ..core.parallel import Context, launch
 from ..training.evaluation import latency_profile
 from ..training.slt import (
     distributed_worker, new_run, resume_run, train as train_run, validate_settings, with_settings)

@@ -33,9 +33,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.errors import UserError
+from ..core.parallel import map_shards, world_size
 from ..deploy.plan import DeployPlan
 from ..deploy.synapses import fanout
-from ..simulation import FUSED_BACKENDS, samples_per_batch
+from ..simulation import FUSED_BACKENDS, samples_per_batch, session_for
 
 
 # --------------------------------------------------------------------------- counting
@@ -75,6 +76,19 @@ class OperationCounts:
     def cumulative(self, kind: str, variant: str = "effective") -> np.ndarray:
         """[N, T]: operations of an inference stopped after step t (column t-1)."""
         return np.cumsum(self.total(kind, variant), axis=1)
+
+    @classmethod
+    def concatenate(cls, parts: list["OperationCounts"]) -> "OperationCounts":
+        """The counts of consecutive shards of one stream, as one stream's counts."""
+        first = parts[0]
+        layers = [LayerOps(layer.name, layer.source, layer.target, layer.kind,
+                           np.concatenate([part.layers[i].structural for part in parts]),
+                           np.concatenate([part.layers[i].effective for part in parts]),
+                           layer.synapses_structural, layer.synapses_effective)
+                  for i, layer in enumerate(first.layers)]
+        return cls(layers, np.concatenate([part.neuron_updates for part in parts]),
+                   {name: np.concatenate([part.firing[name] for part in parts]) for name in first.firing},
+                   first.mac_once, np.concatenate([part.latencies for part in parts]))
 
 
 def synapse_counts(plan: DeployPlan, inputs: np.ndarray, spikes: dict[str, np.ndarray], fanouts=None):
@@ -161,6 +175,30 @@ def counted_run(session, inputs: np.ndarray, *, mac_once: bool = True, progress=
     spike_counts = {name: np.concatenate([f[name] for f in firing]) for name in firing[0]}
     return np.concatenate(outputs), operation_counts(plan, np.concatenate(effective), np.concatenate(structural),
                                                      spike_counts, mac_once=mac_once)
+
+
+def count_stream(graph, backend: str, inputs: np.ndarray, *, dt: float | None = None,
+                 input_kind: str | None = None, mac_once: bool = True, nproc: int = 1, progress=None):
+    """Outputs [N, T, *out] and :class:`OperationCounts` of a whole stream
+    ``inputs`` [N, T, *shape] on ``backend`` (every sample at latency T).
+
+    The stream is split into contiguous shards over ``nproc`` local processes
+    or the ranks of a torchrun job (:func:`~slt_deploy.core.parallel.map_shards`),
+    each running its own session; every sample starts from a reset network,
+    so the result equals one process's run. ``progress(done)`` (samples done)
+    is called in a single process only."""
+    if max(nproc, world_size()) > 1:
+        progress = None  # each process has its own shard; no shared bar
+    pieces = map_shards(_count_shard, inputs, nproc, graph, backend, dt, input_kind, mac_once, progress)
+    return (np.concatenate([outputs for outputs, _ in pieces]),
+            OperationCounts.concatenate([counts for _, counts in pieces]))
+
+
+def _count_shard(inputs: np.ndarray, graph, backend: str, dt, input_kind, mac_once: bool, progress):
+    """One shard of :func:`count_stream`, in one session."""
+    with session_for(graph, backend, inputs.shape[0], inputs.shape[1], dt=dt, input_kind=input_kind,
+                     record_spikes=backend not in FUSED_BACKENDS) as session:
+        return counted_run(session, inputs, mac_once=mac_once, progress=progress)
 
 
 def operation_counts(plan: DeployPlan, effective: np.ndarray, structural: np.ndarray, spike_counts: dict,

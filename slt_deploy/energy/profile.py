@@ -30,8 +30,8 @@ from ..deploy.plan import DeployPlan
 from ..ir.graph import analyse
 from ..ir.nirfile import metadata_json
 from ..readout import accuracy_per_latency
-from ..simulation import FUSED_BACKENDS, session_for, simulate
-from .counts import OperationCounts, counted_run
+from ..simulation import deployment_plan
+from .counts import count_stream, OperationCounts
 from .hardware import Hardware
 
 NOISE_KINDS = ("gaussian", "dropout", "jitter")
@@ -131,14 +131,15 @@ def worst_case_step(counts: OperationCounts, plan: DeployPlan) -> dict[str, int]
 def profile_model(graph, inputs: np.ndarray, labels: np.ndarray, hardware: Hardware, *,
                   dt: float | None = None, input_kind: str | None = None, backend: str = "torch",
                   mac_once: bool = True, noisy_inputs: dict[str, np.ndarray] | None = None,
-                  progress=None) -> dict:
-    """The per-latency profile of ``graph`` on encoded ``inputs`` [N, T, *shape]."""
-    with session_for(graph, backend, inputs.shape[0], inputs.shape[1], dt=dt, input_kind=input_kind,
-                     record_spikes=backend not in FUSED_BACKENDS) as session:
-        plan = session.plan
-        if not any(p.spiking for p in plan.neuron_populations):
-            raise UserError("the model has no spiking layer: there are no synaptic operations to count")
-        outputs, counts = counted_run(session, inputs, mac_once=mac_once, progress=progress)
+                  nproc: int = 1, progress=None) -> dict:
+    """The per-latency profile of ``graph`` on encoded ``inputs`` [N, T, *shape],
+    its samples split over ``nproc`` processes (or a torchrun job's ranks;
+    the profile equals one process's)."""
+    plan = deployment_plan(graph, dt, input_kind)
+    if not any(p.spiking for p in plan.neuron_populations):
+        raise UserError("the model has no spiking layer: there are no synaptic operations to count")
+    outputs, counts = count_stream(graph, backend, inputs, dt=dt, input_kind=input_kind, mac_once=mac_once,
+                                   nproc=nproc, progress=progress)
     T = inputs.shape[1]
     sop = counts.cumulative("sop")
     sop_structural = counts.cumulative("sop", "structural")
@@ -179,8 +180,8 @@ def profile_model(graph, inputs: np.ndarray, labels: np.ndarray, hardware: Hardw
         "noise": {},
     }
     for label, noisy in (noisy_inputs or {}).items():
-        noisy_run = simulate(graph, backend, noisy, dt=plan.dt, input_kind=plan.input_kind)
-        profile["noise"][label] = {"accuracy": accuracy_per_latency(noisy_run.outputs, labels).tolist()}
+        noisy_outputs = count_stream(graph, backend, noisy, dt=plan.dt, input_kind=plan.input_kind, nproc=nproc)[0]
+        profile["noise"][label] = {"accuracy": accuracy_per_latency(noisy_outputs, labels).tolist()}
     return profile
 
 

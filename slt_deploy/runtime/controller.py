@@ -53,11 +53,11 @@ import numpy as np
 from ..core.errors import UserError
 from ..core.files import read_toml
 from ..core.result import Simulation
-from ..energy.counts import counted_run, operation_counts, run_synapse_counts
+from ..energy.counts import count_stream, operation_counts, run_synapse_counts
 from ..energy.hardware import Hardware
 from ..ir.nirfile import metadata_json
 from ..readout import running_mean
-from ..simulation import FUSED_BACKENDS, Session, session_for
+from ..simulation import FUSED_BACKENDS, Session
 
 MEASURES = ("entropy", "max_softmax", "margin")
 POLICIES = ("fixed", "static", "adaptive", "anytime")
@@ -203,13 +203,12 @@ def counts_energy(hardware: Hardware, counts) -> np.ndarray:
 
 
 def batch_traces(graph, profile: EnergyProfile, inputs: np.ndarray, backend: str = "lava-fused",
-                 dt: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 dt: float | None = None, nproc: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Outputs [N, T, K] and per-step energy [N, T] (mJ) of a whole stream in
-    one run of ``backend`` (lava-fused, lava-fused-fixed, lava-float, torch): everything a
-    controller can read from every sample at every step."""
-    with session_for(graph, backend, inputs.shape[0], inputs.shape[1], dt=dt,
-                     record_spikes=backend not in FUSED_BACKENDS) as session:
-        outputs, counts = counted_run(session, inputs, mac_once=profile.mac_once)
+    one run of ``backend`` (lava-fused, lava-fused-fixed, lava-float, torch) --
+    sharded over ``nproc`` processes or a torchrun job's ranks, equal to one
+    process's run: everything a controller can read from every sample at every step."""
+    outputs, counts = count_stream(graph, backend, inputs, dt=dt, mac_once=profile.mac_once, nproc=nproc)
     energy = counts_energy(profile.hardware, counts)
     return outputs.reshape(outputs.shape[0], outputs.shape[1], -1), energy
 

@@ -164,8 +164,9 @@ def sweep(profile: EnergyProfile, outputs: np.ndarray, step_energy: np.ndarray, 
 
 
 def calibrate(graph, profile: EnergyProfile, calibration_inputs: np.ndarray,
-              backend: str = "lava-fused") -> dict[str, ThresholdCalibration]:
-    """Threshold-to-energy mappings of every confidence measure on the calibration split."""
-    outputs, energy = batch_traces(graph, profile, calibration_inputs, backend)
+              backend: str = "lava-fused", nproc: int = 1) -> dict[str, ThresholdCalibration]:
+    """Threshold-to-energy mappings of every confidence measure on the calibration
+    split (its samples run over ``nproc`` processes)."""
+    outputs, energy = batch_traces(graph, profile, calibration_inputs, backend, nproc=nproc)
     means = running_mean(outputs, axis=-2)
     return {m: ThresholdCalibration.measure(confidence(means, m), energy) for m in MEASURES}

@@ -24,62 +24,11 @@ seed up to floating-point summation order. Launch with
 
 from __future__ import annotations
 
-import os
-import socket
-from dataclasses import dataclass
-
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
 
-@dataclass(frozen=True)
-class Context:
-    """Where this process stands: rank, world size and device."""
-
-    rank: int = 0
-    world: int = 1
-    device: str = "cpu"
-
-    @property
-    def active(self) -> bool:
-        return self.world > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def shard(self, index: torch.Tensor) -> slice:
-        """This rank's contiguous part of a global batch of ``len(index)`` samples."""
-        bounds = np.linspace(0, len(index), self.world + 1).round().astype(int)
-        return slice(int(bounds[self.rank]), int(bounds[self.rank + 1]))
-
-    def sum_gradients(self, model: nn.Module) -> None:
-        if not self.active:
-            return
-        for parameter in model.parameters():
-            if parameter.grad is not None:
-                dist.all_reduce(parameter.grad, op=dist.ReduceOp.SUM)
-
-
-SINGLE = Context()
-
-
-def context_from_environment(device: str = "cpu") -> Context:
-    """Join the process group described by torchrun's environment (RANK,
-    WORLD_SIZE, MASTER_ADDR, MASTER_PORT); a single process otherwise."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Context(device=device)
-    rank = int(os.environ["RANK"])
-    if not dist.is_initialized():
-        backend = "nccl" if device.startswith("cuda") else "gloo"
-        dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world)
-    if device.startswith("cuda"):
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
-        torch.cuda.set_device(device)
-    return Context(rank, world, device)
 
 
 class _GlobalStatistics:
@@ -120,29 +69,3 @@ def share_batch_norm(model: nn.Module) -> nn.Module:
         elif type(module) is nn.BatchNorm2d:
             module.__class__ = GlobalBatchNorm2d
     return model
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank: int, world: int, port: int, function, arguments) -> None:
-    os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
-                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
-    torch.set_num_threads(1)
-    try:
-        function(*arguments)
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-
-
-def launch(processes: int, function, *arguments) -> None:
-    """Run ``function(*arguments)`` in ``processes`` CPU processes joined by
-    gloo on this machine (what ``slt-deploy train --nproc N`` does)."""
-    import torch.multiprocessing as mp  # only when processes are started
-
-    mp.start_processes(_worker, args=(processes, free_port(), function, arguments), nprocs=processes,
-                       join=True, start_method="spawn")

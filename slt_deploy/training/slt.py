@@ -35,7 +35,8 @@ from ..core.errors import UserError
 from ..data.splits import check_encoding, encode, load_split
 from ..models import Recipe, TrainSettings, build_model, recipe_from_dict
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from .distributed import Context, context_from_environment, share_batch_norm, SINGLE
+from ..core.parallel import Context, context_from_environment, SINGLE
+from .distributed import share_batch_norm
 
 METHODS = ("slt", "fixed")
 LOSSES = ("tet", "sdt")
