@@ -11,14 +11,14 @@ import typer
 
 from ..core.environment import environment_report
 from ..core.errors import UserError
-from ..core.files import atomic_path, check_output_file, require_file
+from ..core.files import atomic_path, check_output_file, require_file, write_json
 from ..core.latency import check_latency
 from ..data.splits import evaluation_inputs, load_split
 from ..ir.graph import analyse, convention_warnings
 from ..ir.nirfile import graph_dt, read_graph
 from ..readout import predictions
 from ..report import rich_table
-from ..simulation import simulate
+from ..simulation import deployment_plan, simulate
 from .app import _check_latency, _not_an_input, _progress, app, console, out
 
 
@@ -107,6 +107,41 @@ def _quant_summary(row: dict) -> str:
     return (f"scale 2^{int(round(__import__('math').log2(row['scale'])))}, du {row['du']}, dv {row['dv']}, vth {row['vth']}; "
             f"decay errors {row['du_error']:.1e}/{row['dv_error']:.1e}, threshold {100 * row['vth_relative']:.2f} %")
 
+
+@app.command("check-loihi2")
+def check_loihi2(
+    model: Path = typer.Argument(..., help="NIR graph (.nir) to deploy."),
+    dt: Optional[float] = typer.Option(None, help="Simulation step in seconds (graphs without dt)."),
+    input_kind: Optional[str] = typer.Option(None, help="spikes | analog (default: metadata, else spikes)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the list as JSON."),
+):
+    """List every Lava process of the per-layer fixed-point graph and whether it runs on Loihi 2
+    (stock process on the neurocores or the host, or a Python-only process of slt-deploy); exit
+    code 1 when a piece has no Loihi 2 implementation. Needs no chip."""
+    from ..lava.loihi2 import readiness  # Lava only for this command
+    from ..lava.quantise import QuantisedPlan
+
+    if output is not None:
+        _not_an_input(output, model)
+        check_output_file(output, "readiness JSON")
+    graph = read_graph(model)
+    plan = deployment_plan(graph, dt, input_kind)
+    rows = readiness(plan, QuantisedPlan(plan))
+    table = [(row.piece, "lava-nc" if row.stock else "slt-deploy", row.runs_on, str(len(row.names)),
+              ", ".join(row.names[:3]) + (" ..." if len(row.names) > 3 else "")) for row in rows]
+    out.print(rich_table(("piece", "from", "on Loihi 2", "count", "names"), table,
+                         f"{model.name}: the per-layer fixed-point graph"))
+    for row in rows:
+        if row.action:
+            out.print(f"- {row.piece}: {row.action}")
+    missing = [row for row in rows if not row.ready]
+    if output is not None:
+        write_json(output, {"graph": str(model), "ready": not missing, "pieces": [row.to_dict() for row in rows]})
+    if missing:
+        console.print(f"not ready for Loihi 2: {len(missing)} piece(s) without a Loihi 2 implementation: "
+                      + ", ".join(row.piece for row in missing))
+        raise typer.Exit(1)
+    console.print("ready for Loihi 2: every process is a stock Lava process (see the actions for the host side)")
 
 
 @app.command()

@@ -1,5 +1,6 @@
 """What every stage uses: the one-line user error, atomic files, latency
-checks, the one result type of a simulation run, the Python 3.11 compat
+checks, the one result type of a simulation run, processes that share a
+job (:mod:`.parallel`: ``--nproc``, torchrun), the Python 3.11 compat
 layer for Lava and the environment report."""
 
 from .errors import RunFailure, UserError

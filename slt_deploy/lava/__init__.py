@@ -2,7 +2,8 @@
 (:mod:`.process`: the per-layer graph and the fused model as its two
 behaviours), the runner that feeds it samples with per-sample latencies
 (:mod:`.network`), fixed-point quantisation (:mod:`.quantise`), the watchdog
-around every Lava call, and lava-dl's netx peer path (:mod:`.netx`, imported
+around every Lava call, the Loihi 2 readiness of the per-layer graph
+(:mod:`.loihi2`), and lava-dl's netx peer path (:mod:`.netx`, imported
 on its own: it loads lava-dl). Importing this package imports Lava (through
 :mod:`slt_deploy.core.compat`)."""
 

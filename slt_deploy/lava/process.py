@@ -262,6 +262,7 @@ def build_per_layer(plan: DeployPlan, period: int, capacity: int, quantised, own
     ring = capacity * period
     inputs = int(np.prod(plan.populations[plan.input_name].shape))
     source = Source(data=np.zeros((inputs, ring)) if frames is None else np.asarray(frames, dtype=np.float64))
+    source.name = "input_source"  # RingBuffer takes no name argument
     owner.source = source
     ports = {plan.input_name: source.s_out}
     conv_views = {}  # one reshape/transpose view per (population, shape): Lava mixes up several
@@ -283,10 +284,12 @@ def build_per_layer(plan: DeployPlan, period: int, capacity: int, quantised, own
         neurons[population.name] = neuron
         ports[population.name] = neuron.s_out
         sink = Sink(shape=(population.size,), buffer=ring)
+        sink.name = f"{population.name}_spike_sink"
         setattr(owner, f"spike_sink_{index}", sink)
         neuron.s_out.connect(sink.a_in)
         spike_sinks[population.name] = sink
     output_sink = Sink(shape=(output_size(plan),), buffer=ring)
+    output_sink.name = "output_sink"
     owner.output_sink = output_sink
     if plan.output_population is not None and not _host_output(plan):
         neurons[plan.output_population].s_out.connect(output_sink.a_in)

@@ -206,6 +206,10 @@ class QuantisedPlan:
 
     # ---------------------------------------------------------------- for the Lava builder
 
+    def of_projection(self, projection: Projection) -> ProjectionQuantisation:
+        """The integers of ``projection`` (a projection of this plan)."""
+        return self.projections[self._key(projection)]
+
     def population_parameters(self, name: str) -> dict:
         q = self.populations[name]
         return dict(du=q.du, dv=q.dv, vth=q.vth, bias_mant=q.bias_mant, bias_exp=q.bias_exp)
@@ -214,7 +218,7 @@ class QuantisedPlan:
         """(weights for Lava, extra process arguments)."""
         from lava.utils.weightutils import SignMode  # Lava only when the per-layer graph is built
 
-        q = self.projections[self._key(projection)]
+        q = self.of_projection(projection)
         if q.sign_mode == "netx":  # exactly the arguments netx gives Lava's Dense
             return q.weights, {"weight_exp": q.weight_exp, "num_weight_bits": q.weight_bits}
         if projection.kind == "conv" and projection.delay == 0:
