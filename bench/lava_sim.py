@@ -133,7 +133,7 @@ def open_paths(graph_path: Path, model, paths: tuple[str, ...], stack: contextli
     return runs, startup, processes
 
 
-def bench_model(name: str, samples: int, rounds: int, paths: tuple[str, ...]) -> dict:
+def bench_model(name: str, samples: int, rounds: int, paths: tuple[str, ...], warmup: int = WARMUP) -> dict:
     import_lava(with_dl=True)
     from slt_deploy.lava.netx import chain_forward
     from slt_deploy.energy.profile import graph_stream
@@ -143,13 +143,13 @@ def bench_model(name: str, samples: int, rounds: int, paths: tuple[str, ...]) ->
         x_all, labels = graph_stream(read_graph(graph_path), dataset, "test")[:2]
         x_all = x_all.astype(np.float64)
         T = x_all.shape[1]
-        samples = min(samples, len(labels) - WARMUP)
-        x, labels = x_all[WARMUP : WARMUP + samples], labels[WARMUP : WARMUP + samples]
+        samples = min(samples, len(labels) - warmup)
+        x, labels = x_all[warmup : warmup + samples], labels[warmup : warmup + samples]
         chunks = np.array_split(np.arange(samples), rounds)
         capacity = max(len(c) for c in chunks)
         outputs = {p: np.zeros((samples, T, 10)) for p in paths}
         runs, startup, processes = open_paths(graph_path, model, paths, stack, capacity, samples, Path(tmp),
-                                              x_all[:WARMUP])
+                                              x_all[:warmup])
         io = runs.pop("_io", None)
         rate = interleaved_rates(runs, paths, chunks, x, outputs, lambda p: p.startswith(("torch", "lava-fused")),
                                  MIN_SECONDS)
@@ -159,25 +159,33 @@ def bench_model(name: str, samples: int, rounds: int, paths: tuple[str, ...]) ->
     def agreement(a, b):
         return float((predicted[a] == predicted[b]).mean()) if a in paths and b in paths else None
 
+    def both(a, b, value):
+        return value() if a in paths and b in paths else None
+
+    baseline = "lava-float" if "lava-float" in paths else paths[0]
+
     result = {
         "model": name,
         "T": T,
         "samples": samples,
         "paths": paths,
         "rate": rate,
-        "ratio": {p: rate[p] / rate["lava-float"] for p in paths},
+        "baseline": baseline,
+        "ratio": {p: rate[p] / rate[baseline] for p in paths},
         "startup": startup,
         "processes": processes,
         "accuracy": {p: float((predicted[p] == labels).mean()) for p in paths},
         "agreement": {f"{a} vs {b}": agreement(a, b) for a, b in
                       (("netx-fixed", "lava-fixed"), ("netx-fixed", "lava-float"), ("lava-fixed", "lava-float"))
                       if agreement(a, b) is not None},
-        "fused_equals_float": bool(np.array_equal(outputs["lava-fused"], outputs["lava-float"])),
-        "fused_fixed_equals_fixed": (bool(np.array_equal(outputs["lava-fused-fixed"], outputs["lava-fixed"]))
-                                     if "lava-fixed" in paths and "lava-fused-fixed" in paths else None),
-        "fused_fixed_over_fixed": (rate["lava-fused-fixed"] / rate["lava-fixed"]
-                                   if "lava-fixed" in paths and "lava-fused-fixed" in paths else None),
-        "float_minus_torch_ref_max": float(np.abs(outputs["lava-float"] - outputs["torch-ref"]).max()),
+        "fused_equals_float": both("lava-fused", "lava-float",
+                                   lambda: bool(np.array_equal(outputs["lava-fused"], outputs["lava-float"]))),
+        "fused_fixed_equals_fixed": both("lava-fused-fixed", "lava-fixed", lambda: bool(
+            np.array_equal(outputs["lava-fused-fixed"], outputs["lava-fixed"]))),
+        "fused_fixed_over_fixed": both("lava-fused-fixed", "lava-fixed",
+                                       lambda: rate["lava-fused-fixed"] / rate["lava-fixed"]),
+        "float_minus_torch_ref_max": both("lava-float", "torch-ref", lambda: float(
+            np.abs(outputs["lava-float"] - outputs["torch-ref"]).max())),
     }
     if io is not None:
         exact = chain_forward(io.quantised, x).outputs
@@ -196,16 +204,17 @@ def main() -> None:
     parser.add_argument("--vggsnn-paths", default="lava-float,lava-fused,netx-current,torch-ref,torch-model",
                         help="paths run on VGGSNN (fixed point and the netx Monitor are left out by default: slow)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (chunks of the samples)")
+    parser.add_argument("--warmup", type=int, default=WARMUP, help="samples each Lava path runs before the timing")
     args = parser.parse_args()
     print(f"{datetime.date.today()}  torch {torch.__version__}, {torch.get_num_threads()} threads")
     results = []
     for name in args.models.split(","):
         if name == "vggsnn":
             paths = tuple(p for p in PATHS if p in args.vggsnn_paths.split(","))
-            results.append(bench_model(name, args.vggsnn_samples, args.rounds, paths))
+            results.append(bench_model(name, args.vggsnn_samples, args.rounds, paths, args.warmup))
         else:
-            results.append(bench_model(name, args.samples, args.rounds, PATHS))
-    header = "| model | path | samples/s | × lava-float | start-up s | Lava processes | accuracy |"
+            results.append(bench_model(name, args.samples, args.rounds, PATHS, args.warmup))
+    header = "| model | path | samples/s | × baseline | start-up s | Lava processes | accuracy |"
     print(header)
     print("|---|---|---|---|---|---|---|")
     for r in results:
@@ -213,6 +222,7 @@ def main() -> None:
             rate = f"{r['rate'][p]:,.1f}" if r["rate"][p] >= 10 else f"{r['rate'][p]:.3g}"
             print(f"| {r['model']} | {p} | {rate} | {r['ratio'][p]:.3g} | {r['startup'][p]:.2f} | "
                   f"{r['processes'][p] or '-'} | {100 * r['accuracy'][p]:.1f} % |")
+    print("baseline: " + ", ".join(f"{r['model']} {r['baseline']}" for r in results))
     for r in results:
         agreement = ", ".join(f"{k} {100 * v:.1f} %" for k, v in r["agreement"].items())
         print(f"{r['model']}: {r['samples']} samples, T = {r['T']}; predictions agree: {agreement or '-'}; "
@@ -220,7 +230,8 @@ def main() -> None:
               + (f"lava-fused-fixed outputs == lava-fixed outputs: {r['fused_fixed_equals_fixed']}, "
                  f"{r['fused_fixed_over_fixed']:.3g}x its samples/s; " if r["fused_fixed_equals_fixed"] is not None
                  else "")
-              + f"max |lava-float - torch-ref| = {r['float_minus_torch_ref_max']:.2g}"
+              + (f"max |lava-float - torch-ref| = {r['float_minus_torch_ref_max']:.2g}"
+                 if r["float_minus_torch_ref_max"] is not None else "")
               + (f"; max |netx - slayer-quantised float64| = {r['netx_minus_slayer_quantised_max']:.2g}; "
                  f"slayer scales {r['scales']}" if "scales" in r else ""))
 

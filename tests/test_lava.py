@@ -18,7 +18,7 @@ from slt_deploy.deploy.plan import plan_deployment
 from slt_deploy.core.errors import RunFailure, UserError
 from slt_deploy.ir.export import export_model
 from slt_deploy.lava.network import LavaNetwork
-from slt_deploy.lava.watchdog import SLOWEST_MACS_PER_SECOND, default_step_seconds
+from slt_deploy.lava.watchdog import SLOWEST_FIXED_CONV_MACS_PER_SECOND, SLOWEST_MACS_PER_SECOND, default_step_seconds
 from slt_deploy.ir.reference import ReferenceNetwork
 from conftest import ROOT
 
@@ -191,6 +191,8 @@ def test_the_watchdog_gives_big_networks_more_time_per_step():
     macs = 128 * 64 * 9 * 48 * 48
     assert default_step_seconds(big, 64) == pytest.approx(64 * macs / SLOWEST_MACS_PER_SECOND)
     assert default_step_seconds(big, 64) > 20
+    # the per-layer fixed-point graph runs Lava's bit-accurate Conv (scipy, channel pair by channel pair)
+    assert default_step_seconds(big, 1, fixed_point_conv=True) == pytest.approx(macs / SLOWEST_FIXED_CONV_MACS_PER_SECOND)
 
 
 def test_bad_latencies_are_refused(no_leaks):

@@ -136,7 +136,7 @@ class LavaNetwork(WatchedRuntime):
         self.started = False
         self.closed = False
         if step_seconds is None:
-            step_seconds = default_step_seconds(plan, self.lanes)
+            step_seconds = default_step_seconds(plan, self.lanes, fixed_point_conv=mode in ("fixed", "loihi2"))
         self.step_seconds, self.startup_seconds = step_seconds, startup_seconds
         self.round_trip_seconds = round_trip_seconds
         self.host_output = plan.output_population is not None and not plan.populations[plan.output_population].spiking

@@ -421,7 +421,7 @@ class NetxRunner(_SourceDriven):
             self.scale = io.readout_scale / 2**ACT_SHIFT  # a_out is not yet shifted by 6 bits
         self.run_cfg = Loihi2SimCfg(select_tag="fixed_pt")
         if step_seconds is None:
-            step_seconds = default_step_seconds(io.quantised, 1)
+            step_seconds = default_step_seconds(io.quantised, 1, fixed_point_conv=True)
         self.step_seconds, self.startup_seconds = step_seconds, startup_seconds
         self.round_trip_seconds = round_trip_seconds
         self.steps_run = 0

@@ -44,16 +44,30 @@ SLOWEST_MACS_PER_SECOND = 2e8
 floor under NumPy's dense and convolution speed on one core of this machine
 (the per-layer graph and the fused model both compute every synapse)."""
 
+SLOWEST_FIXED_CONV_MACS_PER_SECOND = 2e7
+"""The same floor for Lava's bit-accurate ``Conv`` model (the per-layer
+fixed-point graph), which calls scipy's ``convolve2d`` once per pair of
+input and output channels: measured 1.5-2.7e8 MAC/s on one idle core for
+VGGSNN's layers (``docs/lava-behaviours.md`` §8), and a step's conv
+processes share the machine's cores; a tenth of that is the floor."""
 
-def default_step_seconds(plan, lanes: int) -> float:
+
+def default_step_seconds(plan, lanes: int, fixed_point_conv: bool = False) -> float:
     """Watchdog allowance per time step (s): 1 s, or the time a network of
     this size (a :class:`~slt_deploy.deploy.plan.DeployPlan`) takes at
-    :data:`SLOWEST_MACS_PER_SECOND` over all its lanes."""
-    macs = 0
+    :data:`SLOWEST_MACS_PER_SECOND` over all its lanes -- its convolutions at
+    :data:`SLOWEST_FIXED_CONV_MACS_PER_SECOND` when ``fixed_point_conv`` (they
+    run on Lava's bit-accurate Conv model)."""
+    seconds = 0.0
     for projection in plan.projections:
         weights = int(np.asarray(projection.weight).size)
-        macs += weights * (int(np.prod(projection.conv_output_shape[1:])) if projection.kind == "conv" else 1)
-    return max(1.0, lanes * macs / SLOWEST_MACS_PER_SECOND)
+        if projection.kind == "conv":
+            macs = weights * int(np.prod(projection.conv_output_shape[1:]))
+            slow = fixed_point_conv and getattr(projection, "delay", 0) == 0  # a delayed conv runs as Dense
+            seconds += macs / (SLOWEST_FIXED_CONV_MACS_PER_SECOND if slow else SLOWEST_MACS_PER_SECOND)
+        else:
+            seconds += weights / SLOWEST_MACS_PER_SECOND
+    return max(1.0, lanes * seconds)
 
 
 def _infrastructure(runtime):
