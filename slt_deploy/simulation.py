@@ -43,6 +43,8 @@ FIXED_BACKENDS = ("lava-fixed", "lava-fused-fixed", "loihi2")
 FUSED_TWIN = {"lava-float": "lava-fused", "lava-fixed": "lava-fused-fixed"}
 """The fused model that gives what a per-layer backend gives, bit for bit."""
 PER_LAYER_TWIN = {fused: per_layer for per_layer, fused in FUSED_TWIN.items()}
+FLOAT_TWIN = {"lava-fixed": "lava-float", "lava-fused-fixed": "lava-fused"}
+"""The float network a fixed-point backend quantises, run the same way (per layer or fused)."""
 
 
 def fused_twin(backend: str) -> str:

@@ -11,12 +11,13 @@ from ..core.errors import UserError
 from ..core.files import check_output_file, check_output_folder, read_json, require_file, write_json
 from ..core.parallel import check_processes, is_main_process
 from ..energy.hardware import load_hardware
-from ..energy.profile import graph_stream, noisy_streams, parse_noise, profile_model, profile_table, store_in_graph
+from ..energy.profile import (compare_with_float, deviation_table, graph_stream, noisy_streams, parse_noise,
+                              profile_model, profile_table, store_in_graph)
 from ..ir.export import export_model
 from ..ir.nirfile import read_graph, write_graph
 from ..report import check_profile, energy_report, rich_table
 from ..training.checkpoint import load_checkpoint, model_from_checkpoint
-from ..simulation import FUSED_BACKENDS, PER_LAYER_TWIN
+from ..simulation import FLOAT_TWIN, FUSED_BACKENDS, PER_LAYER_TWIN
 from .app import _check_latency, _not_an_input, _progress, app, console, out
 
 
@@ -49,10 +50,17 @@ def profile(
     dt: Optional[float] = typer.Option(None, help="Simulation step in seconds (graphs without dt)."),
     nproc: int = typer.Option(1, help="Local processes that share the samples (under torchrun, leave 1: "
                                       "the job's ranks share them); the profile equals one process's."),
+    compare_float: bool = typer.Option(False, "--compare-float",
+                                       help="With a fixed-point backend: also run the float network it quantises "
+                                            "and print accuracy side by side, and each layer's quantisation "
+                                            "deviation (in units of its threshold)."),
 ):
     """Accuracy, SOP, MAC, energy (mJ) and firing rates for every latency t = 1..T."""
     _check_latency(latency)
     check_processes(nproc)
+    if compare_float and backend not in FLOAT_TWIN:
+        raise UserError(f"--compare-float compares a fixed-point backend with its float twin: use --backend "
+                        f"{' or '.join(FLOAT_TWIN)} (got {backend})")
     require_file(model, "checkpoint" if model.suffix == ".pt" else "NIR file")
     json_path = output or model.with_suffix(".profile.json")
     _not_an_input(json_path, model)
@@ -74,6 +82,9 @@ def profile(
         result = profile_model(graph, x, labels, hardware_profile, dt=dt, backend=backend,
                                mac_once=not mac_per_step, noisy_inputs=noisy, nproc=nproc,
                                progress=lambda done: bar.update(task, completed=done))
+        if compare_float:
+            bar.update(task, description=f"float twin {FLOAT_TWIN[backend]}")
+            compare_with_float(graph, x, labels, result, dt=dt, nproc=nproc)
     if not is_main_process():  # a torchrun rank other than 0: rank 0 reports and writes
         return
     result.update({"dataset": data, "split": split, "source": str(model)})
@@ -84,6 +95,10 @@ def profile(
     header, rows = profile_table(result)
     out.print(rich_table(header, rows, f"{result['model']} on {hardware_profile.name} "
                                        f"({hardware_profile.evidence}), {len(x)} samples, {result['counting']}"))
+    if compare_float:
+        header, rows = deviation_table(result)
+        out.print(rich_table(header, rows, f"quantisation: each layer's input, fixed vs float, for the float spikes "
+                                           f"of {result['quantisation']['deviation_samples']} samples"))
     write_json(json_path, result)
     store_in_graph(graph, result)
     write_graph(graph, nir_path)

@@ -30,7 +30,7 @@ from ..deploy.plan import DeployPlan
 from ..ir.graph import analyse
 from ..ir.nirfile import metadata_json
 from ..readout import accuracy_per_latency
-from ..simulation import deployment_plan
+from ..simulation import deployment_plan, FLOAT_TWIN, simulate
 from .counts import count_stream, OperationCounts
 from .hardware import Hardware
 
@@ -185,6 +185,55 @@ def profile_model(graph, inputs: np.ndarray, labels: np.ndarray, hardware: Hardw
     return profile
 
 
+DEVIATION_SAMPLES = 8
+"""Samples whose float spikes are recorded to measure each layer's quantisation deviation."""
+
+
+def compare_with_float(graph, inputs: np.ndarray, labels: np.ndarray, profile: dict, *, dt: float | None = None,
+                       input_kind: str | None = None, nproc: int = 1,
+                       deviation_samples: int = DEVIATION_SAMPLES) -> None:
+    """Add to a fixed-point ``profile`` the float network it quantises, run on
+    the same samples the same way (``FLOAT_TWIN``: accuracy, SOP and firing
+    rates per latency) and how far quantisation moves each layer's input
+    (:meth:`~slt_deploy.lava.quantise.QuantisedPlan.input_deviation`, on the
+    first ``deviation_samples`` samples, teacher-forced with the float spikes)."""
+    from ..lava.quantise import QuantisedPlan  # the fixed-point stage, only when compared
+
+    backend = profile["backend"]
+    if backend not in FLOAT_TWIN:
+        raise UserError(f"--compare-float compares a fixed-point backend with its float twin: use --backend "
+                        f"{' or '.join(FLOAT_TWIN)} (got {backend})")
+    twin = FLOAT_TWIN[backend]
+    plan = deployment_plan(graph, dt, input_kind)
+    outputs, counts = count_stream(graph, twin, inputs, dt=dt, input_kind=input_kind, mac_once=profile["mac_once"],
+                                   nproc=nproc)
+    T = inputs.shape[1]
+    profile["float"] = {
+        "backend": twin,
+        "accuracy": accuracy_per_latency(outputs, labels).tolist(),
+        "sop_mean": counts.cumulative("sop").mean(0).tolist(),
+        "firing_rate": {name: (np.cumsum(rate, axis=1) / np.arange(1, T + 1)).mean(0).tolist()
+                        for name, rate in counts.firing.items() if plan.populations[name].spiking},
+    }
+    few = inputs[:deviation_samples]
+    spikes = simulate(graph, twin, few, dt=dt, input_kind=input_kind, record_spikes=True).spikes
+    quantised = QuantisedPlan(plan)
+    profile["quantisation"] = {"deviation_samples": int(len(few)),
+                               "input_deviation": quantised.input_deviation(few, spikes),
+                               "layers": quantised.report()}
+
+
+def deviation_table(profile: dict) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: per layer, its quantisation deviation and firing rates at T, fixed and float."""
+    header = ["layer", "input deviation max", "mean", "unit", "firing at T (fixed)", "(float)"]
+    rows = []
+    for name, deviation in profile["quantisation"]["input_deviation"].items():
+        fixed, float_ = profile["firing_rate"].get(name), profile["float"]["firing_rate"].get(name)
+        rows.append([name, f"{deviation['max']:.3g}", f"{deviation['mean']:.2g}", deviation["unit"],
+                     f"{fixed[-1]:.4f}" if fixed else "-", f"{float_[-1]:.4f}" if float_ else "-"])
+    return header, rows
+
+
 def store_in_graph(graph, profile: dict) -> None:
     graph.metadata = dict(graph.metadata or {})
     graph.metadata["energy_profile_json"] = json.dumps(profile, sort_keys=True)
@@ -194,11 +243,17 @@ def profile_table(profile: dict) -> tuple[list[str], list[list[str]]]:
     """Header and rows: one row per latency."""
     header = ["t", "accuracy %", "SOP mean", "SOP std", "MAC mean", "energy mJ", "energy std mJ"]
     header += [f"acc % {label}" for label in profile["noise"]]
+    compared = profile.get("float")
+    if compared:
+        header += [f"acc % {compared['backend']}", "fixed - float pt"]
     rows = []
     for i, t in enumerate(profile["latency"]):
         row = [str(t), f"{100 * profile['accuracy'][i]:.2f}", f"{profile['sop']['mean'][i]:,.0f}",
                f"{profile['sop']['std'][i]:,.0f}", f"{profile['mac']['mean'][i]:,.0f}",
                f"{profile['energy_mj']['mean'][i]:.3e}", f"{profile['energy_mj']['std'][i]:.1e}"]
         row += [f"{100 * v['accuracy'][i]:.2f}" for v in profile["noise"].values()]
+        if compared:
+            row += [f"{100 * compared['accuracy'][i]:.2f}",
+                    f"{100 * (profile['accuracy'][i] - compared['accuracy'][i]):+.2f}"]
         rows.append(row)
     return header, rows

@@ -244,6 +244,59 @@ class QuantisedPlan:
             return values * 2**ACT_SHIFT / population.scale
         return values / self.output_scale
 
+    def input_deviation(self, inputs: np.ndarray, spikes: dict[str, np.ndarray]) -> dict[str, dict]:
+        """How far each layer's input moves under quantisation, layer by layer.
+
+        For the same presynaptic activity -- the encoded ``inputs`` [N, T,
+        *shape] and the float network's spikes {population: [N, T, *shape]} --
+        the input a population receives per step (every incoming projection's
+        current plus its bias) computed with the float weights and with the
+        integers Lava accumulates (converted back to float units; analog input
+        quantised as Lava gets it). Teacher-forced: each layer's own error, not
+        the error it inherits. Returns {target: {"max", "mean", "unit"}}:
+        |fixed - float| over neurons, samples and steps, in units of the
+        population's threshold ("threshold"), or in output units for the
+        graph's output and non-spiking populations ("output")."""
+        import torch  # the projections' own batch arithmetic (float64)
+
+        plan = self.plan
+        samples, steps = inputs.shape[:2]
+        x = np.asarray(inputs, dtype=np.float64)
+        received: dict[str, list[np.ndarray]] = {}
+        for projection in plan.projections:
+            source = plan.populations[projection.source]
+            if source.is_input:
+                activity = (x, self.input_frames(x) / self.input_scale)
+            elif source.constant:
+                activity = (np.ones((samples, steps, *source.shape)),) * 2
+            else:
+                activity = (np.asarray(spikes[projection.source], dtype=np.float64),) * 2
+            q = self.of_projection(projection)
+            pair = []
+            for weights, values in ((projection, activity[0]), (_with_weight(projection, q.effective / q.scale),
+                                                                  activity[1])):
+                batch = torch.as_tensor(values.reshape(samples * steps, *source.shape))
+                pair.append(weights.apply(batch).numpy().reshape(samples, steps, -1))
+            if projection.target in received:
+                received[projection.target] = [a + b for a, b in zip(received[projection.target], pair)]
+            else:
+                received[projection.target] = pair
+        deviation = {}
+        for target, (float_input, fixed_input) in received.items():
+            population = plan.populations.get(target)
+            unit, size = "output", 1.0
+            if target in self.populations:
+                q = self.populations[target]
+                bias = population.bias.ravel()
+                float_input = float_input + bias
+                fixed_input = fixed_input + np.asarray(q.bias_mant) * 2.0 ** np.asarray(q.bias_exp) / q.scale
+                if population.spiking and np.isfinite(population.vth) and population.vth > 0:
+                    unit, size = "threshold", float(population.vth)
+            difference = np.abs(fixed_input - float_input) / size
+            deviation[target] = {"max": float(difference.max(initial=0)), "mean": float(difference.mean()),
+                                 "unit": unit}
+        return deviation
+
     def report(self) -> list[dict]:
         """One row per layer: the quantisation error it introduces."""
         rows = []
