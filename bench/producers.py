@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the networks and runners the tests bu
 from slt_deploy.ir.netxfile import read_netx  # noqa: E402
 from slt_deploy.ir.nirfile import read_graph  # noqa: E402
 from slt_deploy.simulation import simulate  # noqa: E402
+from readme import write_section  # noqa: E402
 
 BEGIN, END = "<!-- producers: begin (bench/producers.py) -->", "<!-- producers: end -->"
 SINABS = ROOT / "tests" / "fixtures" / "sinabs"
@@ -225,11 +226,7 @@ def main() -> None:
     table = "\n".join(rows)
     print(table)
     if args.readme:
-        readme = ROOT / "README.md"
-        text = readme.read_text()
-        start, stop = text.index(BEGIN) + len(BEGIN), text.index(END)
-        readme.write_text(text[:start] + "\n" + table + "\n" + text[stop:])
-        print(f"wrote the table into {readme}")
+        write_section(BEGIN, END, table)
 
 
 if __name__ == "__main__":
