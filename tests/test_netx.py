@@ -117,3 +117,47 @@ def test_netx_on_lava_equals_slayer_and_predicts_like_our_fixed_point_graph(name
     # measured 12/12 for both models (inputs are seeded: deterministic); one slip allowed
     assert agreement >= 11 / 12, (netx_predicted, fixed_predicted)
     assert np.mean(netx_predicted == labels) >= 11 / 12
+
+
+def _one_hidden_layer():
+    """input (3) -> Affine -> LIF (threshold 0.5, dv = 1/2) -> identity readout: an input of weight 0.6 spikes its
+    neuron with 2 events in one step (v = 0.6), not with 1 (v = 0.3)."""
+    import nir
+
+    from graphs import graph, lif
+
+    nodes = {"input": nir.Input(input_type={"input": np.array([3])}),
+             "a": nir.Affine(weight=np.array([[0.6, 0.5, 0.1], [0.1, 0.1, 0.4]]), bias=np.zeros(2)),
+             "l": lif(2, tau=2e-3, threshold=0.5),
+             "b": nir.Affine(weight=np.eye(2), bias=np.zeros(2)),
+             "output": nir.Output(output_type={"output": np.array([2])})}
+    return graph(nodes, [("input", "a"), ("a", "l"), ("l", "b"), ("b", "output")])
+
+
+def test_netx_input_block_cuts_event_counts_to_one_spike(tmp_path, monkeypatch, no_leaks):
+    """The netx VGGSNN mismatch, in its smallest form: netx's Input block is a spiking neuron (at most one spike
+    per step), so an input of 2 events reaches the network as 1 -- slayer's forward pass, our float64 reference
+    and our Lava graph (graded input messages) pass the 2 on. Binary spikes agree everywhere."""
+    import_lava(with_dl=True)
+    from graphs import DT
+    from slt_deploy.lava import netx as peer
+
+    g = _one_hidden_layer()
+    plan = plan_deployment(g, DT, "spikes")
+    binary = np.zeros((1, 3, 3))
+    binary[0, 0, :2] = 1  # v = (0.6 + 0.5) / 2 > 0.5: a spike
+    counts = np.zeros((1, 3, 3))
+    counts[0, 0, 0] = 2  # v = 2 x 0.6 / 2 > 0.5: a spike, unless the 2 becomes 1
+    network, io = netx_network_for(plan, tmp_path / "tiny.net", 3)
+    with NetxRunner(network, io, capacity=2, readout="current") as runner:
+        theirs = runner.run(binary).outputs
+        with pytest.raises(UserError, match="netx's Input block is a spiking neuron: .* up to 2"):
+            runner.run(counts)
+        monkeypatch.setattr(peer, "check_binary_spikes", lambda x: None)  # what netx does with them when let through
+        cut = runner.run(counts).outputs
+    x = np.concatenate([binary, counts])
+    reference = chain_forward(io.quantised, x).outputs
+    assert np.array_equal(theirs, reference[:1]) and theirs[0, 0, 0] == 1  # binary: netx == slayer's network
+    assert np.array_equal(slayer_outputs(plan, x, 3).outputs, reference)
+    assert reference[1, 0, 0] == 1 and simulate(g, "lava-fixed", counts, dt=DT).outputs[0, 0, 0] == 1
+    assert cut[0, 0, 0] == 0  # netx: the neuron never sees v = 0.6

@@ -349,6 +349,16 @@ def _checked_inputs(inputs, shape: tuple[int, ...], max_latency: int) -> np.ndar
     return x
 
 
+def check_binary_spikes(x: np.ndarray) -> None:
+    """Refuse input that netx cannot pass on as slayer and our graph do: netx's
+    Input block is a spiking neuron, at most one spike per step, so an event
+    count of 2 reaches the network as 1 (docs/lava-behaviours.md §9)."""
+    if not np.isin(x, (0.0, 1.0)).all():
+        raise UserError("netx's Input block is a spiking neuron: it sends at most one spike per step, so event "
+                        f"counts > 1 (here up to {x.max():g}) would not reach the network as they reach slayer "
+                        "and our graph; give binary spikes, or compare on lava-fixed")
+
+
 class _SourceDriven(WatchedRuntime):
     """A netx network driven by a ring-buffer ``source`` (its runtime is the
     source's); ``close()`` stops it. A context manager."""
@@ -434,6 +444,7 @@ class NetxRunner(_SourceDriven):
             raise RuntimeError("the netx runner was closed")
         io = self.io
         x = _checked_inputs(inputs, io.input_shape, io.max_latency)
+        check_binary_spikes(x)
         samples, steps = x.shape[:2]
         latencies = check_latencies(latencies, samples, steps)
         if self.lifetime is not None and self.steps_run + samples * io.period > self.lifetime * io.period:
