@@ -31,6 +31,7 @@ from .core.latency import check_latencies, check_latency
 from .core.result import Simulation
 from .deploy.plan import DeployPlan, plan_for_graph
 from .ir.export import export_model
+from .ir.graph import analyse
 from .ir.nirfile import graph_dt, read_graph
 from .ir.reference import ReferenceNetwork
 from .training.checkpoint import load_checkpoint, model_from_checkpoint
@@ -51,7 +52,14 @@ def fused_twin(backend: str) -> str:
     """``backend``'s fused twin (itself for the fused models and torch)."""
     return FUSED_TWIN.get(backend, backend)
 FUSED_LANES = 64
-"""Samples the fused Lava model runs side by side."""
+"""Samples the fused Lava model runs side by side, at most."""
+FUSED_LANE_VALUES = 2**18
+"""Node values (all nodes of the graph, one sample) times lanes that one fused
+step handles at most. Lanes amortise the per-step overhead of small networks;
+on a big one they only make the step's arrays bigger and slower: VGGSNN (2.0 M
+values per sample) ran 0.98 samples/s in 1 lane, 0.87 in 8 and 0.46 in 32 on
+the fused fixed-point model, so it gets one lane; the digits models (600 and
+3,700 values) keep 64."""
 BATCH_BYTES = 2**30
 """Memory (bytes) one batch of samples may take: the torch reference's state
 and values, plus every recorded spike (float64)."""
@@ -186,11 +194,13 @@ def session_for(graph, backend: str, samples: int, steps: int, *, dt: float | No
                 allow_unstable_dt: bool = False) -> Session:
     """A session for ``samples`` samples of ``steps`` time steps: on the fused
     model every sample goes into one Lava run, side by side in up to
-    :data:`FUSED_LANES` lanes; the per-layer graph takes ``capacity`` samples
+    :data:`FUSED_LANES` lanes (fewer for a big network,
+    :data:`FUSED_LANE_VALUES`); the per-layer graph takes ``capacity`` samples
     per run."""
     lanes = 1
     if backend in FUSED_BACKENDS:
-        lanes = max(1, min(samples, FUSED_LANES))
+        values = sum(int(np.prod(shape)) for shape in analyse(graph).shapes.values())
+        lanes = max(1, min(samples, FUSED_LANES, FUSED_LANE_VALUES // max(1, values)))
         capacity = max(1, -(-samples // lanes))
     return Session(graph, backend, steps, dt=dt, input_kind=input_kind, record_spikes=record_spikes, lanes=lanes,
                    capacity=capacity, allow_unstable_dt=allow_unstable_dt)
