@@ -15,7 +15,8 @@ at latency T. Paths:
 * ``lava-float``  our Lava process graph (slt_deploy.lava.network), Loihi2SimCfg floating_pt
 * ``lava-fixed``  the same graph with our quantiser, Loihi2SimCfg fixed_pt
 * ``lava-fused``  the same float arithmetic as one Lava process (mode "fused", tag "fused"):
-                  all layers per step in one OS process, ``FUSED_LANES`` samples side by side
+                  all layers per step in one OS process, up to ``FUSED_LANES`` samples side by side
+                  (one for VGGSNN: ``FUSED_LANE_VALUES``)
 * ``lava-fused-fixed`` the fixed-point graph's integers as one Lava process (mode "fused-fixed",
                   tag "fused_fixed"), lanes as lava-fused
 * ``netx-fixed``  slayer blocks -> export_hdf5 -> lava.lib.dl.netx.hdf5.Network, fixed_pt
