@@ -311,6 +311,10 @@ TABLE = {
         (["{fx}/g.nir", "-o", "{fx}/adir"], "is a folder"),
         (["{fx}/g.nir", "-o", "{out}/p.json", "--nir-out", "{fx}/note.txt/p.nir"], "not a folder"),
         (["{fx}/g.nir", "-o", "{fx}/g.nir"], "is the input file"),  # would overwrite the graph
+        (["{fx}/g.nir", "--nproc", "0", "-o", "{out}/p.json"], "--nproc must be >= 1"),
+        (["{fx}/g.nir", "--samples", "1", "--nproc", "2", "-o", "{out}/p.json", "--nir-out", "{out}/p.nir"],
+         "2 processes for 1 samples"),
+        (["{fx}/g.nir", "--compare-float", "-o", "{out}/p.json"], "--compare-float compares a fixed-point backend"),
         (["{fx}/g.nir", "-o", "{out}/x.nir", "--nir-out", "{out}/x.nir"], "would both be"),
     ],
     "report": [
@@ -326,6 +330,7 @@ TABLE = {
     ],
     "control": [
         (["{fx}/missing.nir", "--per-inference-mj", "1"], "NIR file not found"),
+        (["{fx}/g.nir", "--evaluate", "--nproc", "0", "-o", "{out}/c"], "--nproc must be >= 1"),
         (["{fx}/adir", "--per-inference-mj", "1"], "NIR file not found"),
         (["{fx}/ck.pt", "--per-inference-mj", "1", "-o", "{out}/c"], "not a NIR file"),
         (["{fx}/noprofile.nir", "--per-inference-mj", "1", "-o", "{out}/c"], "no energy profile"),
@@ -359,6 +364,15 @@ TABLE = {
         (["{fx}/note.txt"], "not a NIR file"),
         (["{fx}/g.nir", "--dt", "-1"], "--dt must be a positive number"),
         (["{fx}/m_code.nir", "--bogus"], "No such option"),
+    ],
+    "check-loihi2": [
+        ([], "Missing argument"),
+        (["{fx}/missing.nir"], "not found"),
+        (["{fx}/note.txt"], "not a NIR file"),
+        (["{fx}/g.nir", "--dt", "-1"], "--dt must be a positive number"),
+        (["{fx}/g.nir", "-o", "{fx}/adir"], "is a folder"),
+        (["{fx}/g.nir", "-o", "{fx}/g.nir"], "is the input file"),
+        (["{fx}/g.nir", "--bogus"], "No such option"),
     ],
     "info": [
         (["--bogus"], "No such option"),
