@@ -79,16 +79,16 @@ def test_bad_process_counts_are_one_line_errors(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def shard_sum(shard: np.ndarray, offset: int, refused: int | None = None) -> np.ndarray:
+def shard_sum(shard: np.ndarray, offset: int, refused: int | None = None) -> dict[str, np.ndarray]:
     if refused in shard:
         raise UserError(f"sample {refused} refused")
-    return shard + offset
+    return {"values": shard + offset}
 
 
 def test_map_shards_keeps_sample_order_and_reports_a_shard_error():
     samples = np.arange(7)
     pieces = map_shards(shard_sum, samples, 2, 100)
-    assert [len(p) for p in pieces] == [4, 3]  # contiguous, differing by at most one sample
-    assert np.concatenate(pieces).tolist() == list(range(100, 107))
+    assert [len(p["values"]) for p in pieces] == [4, 3]  # contiguous, differing by at most one sample
+    assert np.concatenate([p["values"] for p in pieces]).tolist() == list(range(100, 107))
     with pytest.raises(UserError, match="sample 5 refused"):
         map_shards(shard_sum, samples, 2, 0, 5)  # raised in the second process, reported here

@@ -19,12 +19,12 @@ come back in sample order, equal to one process's run.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
-import pickle
 import socket
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -135,9 +135,11 @@ def map_shards(function, inputs, nproc: int = 1, *arguments) -> list:
     order: the shards run in ``nproc`` local processes, or over the ranks of
     the torchrun job this process is part of, or here (one shard).
 
-    ``function`` must be a module-level function (it is pickled for the
-    processes) and return a picklable piece. A :class:`UserError` raised in a
-    shard is raised here with its message."""
+    ``function`` must be a module-level function (the processes import it)
+    and return its piece as a dict of NumPy arrays: local processes hand
+    pieces back as ``.npz`` files, read with ``allow_pickle=False`` (the
+    package never unpickles). A :class:`UserError` raised in a shard is
+    raised here with its message."""
     world = world_size()
     if check_processes(nproc) > len(inputs):
         raise UserError(f"{check_processes(nproc)} processes for {len(inputs)} samples: "
@@ -150,7 +152,7 @@ def map_shards(function, inputs, nproc: int = 1, *arguments) -> list:
     elif nproc > 1:
         with tempfile.TemporaryDirectory(prefix="slt-shards-") as folder:
             launch(nproc, _shard_worker, function, inputs, arguments, folder)
-            pieces = [pickle.loads((Path(folder) / f"{rank}.pkl").read_bytes()) for rank in range(nproc)]
+            pieces = [_read_piece(Path(folder), rank) for rank in range(nproc)]
     else:
         pieces = [_guarded(function, inputs, arguments)]
     for failed in pieces:
@@ -183,6 +185,19 @@ def _shard_worker(function, inputs, arguments, folder: str) -> None:
     # (docs/lava-behaviours.md §11): leave it unset for Lava to choose.
     multiprocessing.set_start_method(None, force=True)
     piece = _guarded(function, inputs[context.shard(inputs)], arguments)
-    partial = Path(folder) / f"{context.rank}.part"
-    partial.write_bytes(pickle.dumps(piece))
-    partial.rename(Path(folder) / f"{context.rank}.pkl")
+    folder = Path(folder)
+    if isinstance(piece, _Failure):
+        (folder / f"{context.rank}.json").write_text(json.dumps(asdict(piece)))
+        return
+    with open(folder / f"{context.rank}.part", "wb") as file:
+        np.savez(file, **piece)
+    (folder / f"{context.rank}.part").rename(folder / f"{context.rank}.npz")
+
+
+def _read_piece(folder: Path, rank: int):
+    """The piece (or failure) shard ``rank`` left in ``folder``."""
+    failure = folder / f"{rank}.json"
+    if failure.exists():
+        return _Failure(**json.loads(failure.read_text()))
+    with np.load(folder / f"{rank}.npz", allow_pickle=False) as stored:
+        return {name: stored[name] for name in stored.files}

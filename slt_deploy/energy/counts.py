@@ -36,7 +36,7 @@ from ..core.errors import UserError
 from ..core.parallel import map_shards, world_size
 from ..deploy.plan import DeployPlan
 from ..deploy.synapses import fanout
-from ..simulation import FUSED_BACKENDS, samples_per_batch, session_for
+from ..simulation import deployment_plan, FUSED_BACKENDS, samples_per_batch, session_for
 
 
 # --------------------------------------------------------------------------- counting
@@ -76,19 +76,6 @@ class OperationCounts:
     def cumulative(self, kind: str, variant: str = "effective") -> np.ndarray:
         """[N, T]: operations of an inference stopped after step t (column t-1)."""
         return np.cumsum(self.total(kind, variant), axis=1)
-
-    @classmethod
-    def concatenate(cls, parts: list["OperationCounts"]) -> "OperationCounts":
-        """The counts of consecutive shards of one stream, as one stream's counts."""
-        first = parts[0]
-        layers = [LayerOps(layer.name, layer.source, layer.target, layer.kind,
-                           np.concatenate([part.layers[i].structural for part in parts]),
-                           np.concatenate([part.layers[i].effective for part in parts]),
-                           layer.synapses_structural, layer.synapses_effective)
-                  for i, layer in enumerate(first.layers)]
-        return cls(layers, np.concatenate([part.neuron_updates for part in parts]),
-                   {name: np.concatenate([part.firing[name] for part in parts]) for name in first.firing},
-                   first.mac_once, np.concatenate([part.latencies for part in parts]))
 
 
 def synapse_counts(plan: DeployPlan, inputs: np.ndarray, spikes: dict[str, np.ndarray], fanouts=None):
@@ -150,7 +137,15 @@ def run_synapse_counts(plan: DeployPlan, inputs: np.ndarray, run, fanouts=None):
 def counted_run(session, inputs: np.ndarray, *, mac_once: bool = True, progress=None):
     """Outputs [N, T, *out] and :class:`OperationCounts` of ``inputs``
     [N, T, *shape] run through a :class:`~slt_deploy.simulation.Session`
-    (every sample at latency T).
+    (every sample at latency T)."""
+    raw = run_counts(session, inputs, progress)
+    return raw["outputs"], counts_of(session.plan, raw, mac_once)
+
+
+def run_counts(session, inputs: np.ndarray, progress=None) -> dict[str, np.ndarray]:
+    """The raw counts of a run, as arrays: ``outputs`` [N, T, *out],
+    ``effective`` and ``structural`` synapses driven [N, T, projections] and
+    ``spikes:<population>`` [N, T] (see :func:`counts_of`).
 
     The fused Lava models count live, in one run. The other backends record
     every spike, so they run in batches whose spikes fit in memory
@@ -162,19 +157,22 @@ def counted_run(session, inputs: np.ndarray, *, mac_once: bool = True, progress=
     neurons = sum(p.size for p in plan.populations.values())
     size = samples if live else samples_per_batch(neurons, steps, record=True)
     fanouts = None if live else projection_fanouts(plan)
-    outputs, effective, structural, firing = [], [], [], []
+    parts: dict[str, list[np.ndarray]] = {}
     for start in range(0, samples, size):
         x = inputs[start: start + size]
         report = None if progress is None else (lambda done, offset=start: progress(offset + done))
         run = session.run(x, progress=report)
-        counts = run_synapse_counts(plan, x, run, fanouts)
-        outputs.append(run.outputs)
-        effective.append(counts[0])
-        structural.append(counts[1])
-        firing.append(counts[2])
-    spike_counts = {name: np.concatenate([f[name] for f in firing]) for name in firing[0]}
-    return np.concatenate(outputs), operation_counts(plan, np.concatenate(effective), np.concatenate(structural),
-                                                     spike_counts, mac_once=mac_once)
+        effective, structural, firing = run_synapse_counts(plan, x, run, fanouts)
+        for name, value in (("outputs", run.outputs), ("effective", effective), ("structural", structural),
+                            *((f"spikes:{name}", count) for name, count in firing.items())):
+            parts.setdefault(name, []).append(np.asarray(value))
+    return {name: np.concatenate(values) for name, values in parts.items()}
+
+
+def counts_of(plan: DeployPlan, raw: dict[str, np.ndarray], mac_once: bool = True) -> OperationCounts:
+    """:class:`OperationCounts` of raw counts (:func:`run_counts`, or shards of them concatenated)."""
+    spikes = {name.removeprefix("spikes:"): value for name, value in raw.items() if name.startswith("spikes:")}
+    return operation_counts(plan, raw["effective"], raw["structural"], spikes, mac_once=mac_once)
 
 
 def count_stream(graph, backend: str, inputs: np.ndarray, *, dt: float | None = None,
@@ -189,16 +187,16 @@ def count_stream(graph, backend: str, inputs: np.ndarray, *, dt: float | None = 
     is called in a single process only."""
     if max(nproc, world_size()) > 1:
         progress = None  # each process has its own shard; no shared bar
-    pieces = map_shards(_count_shard, inputs, nproc, graph, backend, dt, input_kind, mac_once, progress)
-    return (np.concatenate([outputs for outputs, _ in pieces]),
-            OperationCounts.concatenate([counts for _, counts in pieces]))
+    pieces = map_shards(_count_shard, inputs, nproc, graph, backend, dt, input_kind, progress)
+    raw = {name: np.concatenate([piece[name] for piece in pieces]) for name in pieces[0]}
+    return raw["outputs"], counts_of(deployment_plan(graph, dt, input_kind), raw, mac_once)
 
 
-def _count_shard(inputs: np.ndarray, graph, backend: str, dt, input_kind, mac_once: bool, progress):
-    """One shard of :func:`count_stream`, in one session."""
+def _count_shard(inputs: np.ndarray, graph, backend: str, dt, input_kind, progress) -> dict[str, np.ndarray]:
+    """One shard of :func:`count_stream`, in one session: its raw counts."""
     with session_for(graph, backend, inputs.shape[0], inputs.shape[1], dt=dt, input_kind=input_kind,
                      record_spikes=backend not in FUSED_BACKENDS) as session:
-        return counted_run(session, inputs, mac_once=mac_once, progress=progress)
+        return run_counts(session, inputs, progress)
 
 
 def operation_counts(plan: DeployPlan, effective: np.ndarray, structural: np.ndarray, spike_counts: dict,
