@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the networks and runners the tests bu
 from slt_deploy.ir.netxfile import read_netx  # noqa: E402
 from slt_deploy.ir.nirfile import read_graph  # noqa: E402
 from slt_deploy.simulation import simulate  # noqa: E402
-from readme import write_section  # noqa: E402
+from readme import publish  # noqa: E402
 
 BEGIN, END = "<!-- producers: begin (bench/producers.py) -->", "<!-- producers: end -->"
 SINABS = ROOT / "tests" / "fixtures" / "sinabs"
@@ -223,10 +223,7 @@ def main() -> None:
         norse_learned_tau(rows, Path(tmp))
         sinabs(rows)
         netx(rows, Path(tmp))
-    table = "\n".join(rows)
-    print(table)
-    if args.readme:
-        write_section(BEGIN, END, table)
+    publish(rows, BEGIN, END, args.readme)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from slt_deploy.energy.hardware import load_hardware  # noqa: E402
 from slt_deploy.energy.profile import compare_with_float, graph_stream, profile_model  # noqa: E402
 from slt_deploy.ir.nirfile import read_graph  # noqa: E402
-from readme import write_section  # noqa: E402
+from readme import publish  # noqa: E402
 
 BEGIN, END = "<!-- quantisation: begin (bench/quantisation.py) -->", "<!-- quantisation: end -->"
 VGGSNN = ROOT / "runs" / "vggsnn-energy" / "vggsnn-slt.pt"
@@ -70,10 +70,7 @@ def main() -> None:
     rows = ["| model | samples | fixed % at T | float % at T | fixed − float at T (pt) | largest over t = 1..T (pt) "
             "| input deviation per layer, max / mean (threshold units) |", "|---|---|---|---|---|---|---|"]
     rows += [measure(*model) for model in models()]
-    table = "\n".join(rows)
-    print(table)
-    if args.readme:
-        write_section(BEGIN, END, table)
+    publish(rows, BEGIN, END, args.readme)
 
 
 if __name__ == "__main__":
