@@ -71,7 +71,7 @@ SINGLE = Context()
 def context_from_environment(device: str = "cpu") -> Context:
     """Join the process group described by torchrun's environment (RANK,
     WORLD_SIZE, MASTER_ADDR, MASTER_PORT); a single process otherwise."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = world_size()
     if world <= 1:
         return Context(device=device)
     rank = int(os.environ["RANK"])
@@ -82,7 +82,6 @@ def context_from_environment(device: str = "cpu") -> Context:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
         torch.cuda.set_device(device)
     return Context(rank, world, device)
-
 
 
 def free_port() -> int:
