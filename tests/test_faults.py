@@ -186,7 +186,13 @@ def faulty_models(monkeypatch):
 
 
 def _interrupt_when(marker: Path) -> threading.Thread:
-    """Ctrl-C for the main thread as soon as a Lava process reaches the marker."""
+    """Ctrl-C for the main thread as soon as a Lava process reaches the marker.
+
+    ``_thread.interrupt_main`` does nothing when SIGINT is not handled by
+    Python, and a test runner started in the background of a non-interactive
+    shell (``cmd &``) inherits SIGINT ignored, so Python never installs its
+    handler: install it, as an interactive Python has it (the caller restores it)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def wait_then_interrupt():
         while not marker.exists():
@@ -201,17 +207,17 @@ def _interrupt_when(marker: Path) -> threading.Thread:
 def _in_process_failure(plan, x, mode: str, kind: str, marker: Path) -> dict:
     """One Lava run that fails (``raise``) or is interrupted (``hang`` + Ctrl-C)."""
     FAULT.update(kind=kind, marker=str(marker), processes=None)
+    handler = signal.getsignal(signal.SIGINT)
     interrupter = _interrupt_when(marker) if kind == "hang" else None
     expected = KeyboardInterrupt if kind == "hang" else RunFailure
     started = time.monotonic()
-    # a ceiling, not a wait: the failure ends the run as soon as it happens; on a loaded machine
-    # (CI beside a demo) Lava took over 60 s to reach the injected hang
     network = LavaNetwork(plan, x.shape[1], mode=mode, capacity=2, lanes=2 if mode == "fused" else 1,
-                          step_seconds=0.05, startup_seconds=600, round_trip_seconds=5)
+                          step_seconds=0.05, startup_seconds=60, round_trip_seconds=5)
     with pytest.raises(expected) as failure:
         with network:
             network.run(x)
     seconds = time.monotonic() - started
+    signal.signal(signal.SIGINT, handler)
     if interrupter is not None:
         interrupter.join(5)
     else:
