@@ -11,13 +11,13 @@ from ..core.errors import UserError
 from ..core.files import check_output_file, check_output_folder, read_json, require_file, write_json
 from ..core.parallel import check_processes, is_main_process
 from ..energy.hardware import load_hardware
-from ..energy.profile import (compare_with_float, deviation_table, graph_stream, noisy_streams, parse_noise,
-                              profile_model, profile_table, store_in_graph)
+from ..energy.profile import (compare_with_float, deviation_table, float_twin, graph_stream, noisy_streams,
+                              parse_noise, profile_model, profile_table, store_in_graph)
 from ..ir.export import export_model
 from ..ir.nirfile import read_graph, write_graph
 from ..report import check_profile, energy_report, rich_table
 from ..training.checkpoint import load_checkpoint, model_from_checkpoint
-from ..simulation import FLOAT_TWIN, FUSED_BACKENDS, PER_LAYER_TWIN
+from ..simulation import FUSED_BACKENDS, PER_LAYER_TWIN
 from .app import _check_latency, _not_an_input, _progress, app, console, out
 
 
@@ -58,9 +58,8 @@ def profile(
     """Accuracy, SOP, MAC, energy (mJ) and firing rates for every latency t = 1..T."""
     _check_latency(latency)
     check_processes(nproc)
-    if compare_float and backend not in FLOAT_TWIN:
-        raise UserError(f"--compare-float compares a fixed-point backend with its float twin: use --backend "
-                        f"{' or '.join(FLOAT_TWIN)} (got {backend})")
+    if compare_float:
+        float_twin(backend)  # refused before anything runs
     require_file(model, "checkpoint" if model.suffix == ".pt" else "NIR file")
     json_path = output or model.with_suffix(".profile.json")
     _not_an_input(json_path, model)
@@ -83,7 +82,7 @@ def profile(
                                mac_once=not mac_per_step, noisy_inputs=noisy, nproc=nproc,
                                progress=lambda done: bar.update(task, completed=done))
         if compare_float:
-            bar.update(task, description=f"float twin {FLOAT_TWIN[backend]}")
+            bar.update(task, description=f"float twin {float_twin(backend)}")
             compare_with_float(graph, x, labels, result, dt=dt, nproc=nproc)
     if not is_main_process():  # a torchrun rank other than 0: rank 0 reports and writes
         return

@@ -147,8 +147,7 @@ def profile_model(graph, inputs: np.ndarray, labels: np.ndarray, hardware: Hardw
     updates = np.cumsum(counts.neuron_updates, axis=1)
     energy = hardware.energy_mj(sop, mac, updates)
     worst = worst_case_step(counts, plan)
-    firing = {name: (np.cumsum(rate, axis=1) / np.arange(1, T + 1)).mean(0).tolist()
-              for name, rate in counts.firing.items() if plan.populations[name].spiking}
+    firing = firing_rates(counts, plan)
     profile = {
         "model": (graph.metadata or {}).get("model", "nir-graph"),
         "method": (graph.metadata or {}).get("method", ""),
@@ -185,6 +184,21 @@ def profile_model(graph, inputs: np.ndarray, labels: np.ndarray, hardware: Hardw
     return profile
 
 
+def float_twin(backend: str) -> str:
+    """The float backend a fixed-point ``backend`` is compared with (``--compare-float``)."""
+    if backend not in FLOAT_TWIN:
+        raise UserError(f"--compare-float compares a fixed-point backend with its float twin: use --backend "
+                        f"{' or '.join(FLOAT_TWIN)} (got {backend})")
+    return FLOAT_TWIN[backend]
+
+
+def firing_rates(counts: OperationCounts, plan: DeployPlan) -> dict[str, list[float]]:
+    """Per spiking population: mean spikes per neuron and step of an inference stopped after t, t = 1..T."""
+    steps = np.arange(1, counts.neuron_updates.shape[1] + 1)
+    return {name: (np.cumsum(rate, axis=1) / steps).mean(0).tolist()
+            for name, rate in counts.firing.items() if plan.populations[name].spiking}
+
+
 DEVIATION_SAMPLES = 8
 """Samples whose float spikes are recorded to measure each layer's quantisation deviation."""
 
@@ -199,21 +213,15 @@ def compare_with_float(graph, inputs: np.ndarray, labels: np.ndarray, profile: d
     first ``deviation_samples`` samples, teacher-forced with the float spikes)."""
     from ..lava.quantise import QuantisedPlan  # the fixed-point stage, only when compared
 
-    backend = profile["backend"]
-    if backend not in FLOAT_TWIN:
-        raise UserError(f"--compare-float compares a fixed-point backend with its float twin: use --backend "
-                        f"{' or '.join(FLOAT_TWIN)} (got {backend})")
-    twin = FLOAT_TWIN[backend]
+    twin = float_twin(profile["backend"])
     plan = deployment_plan(graph, dt, input_kind)
     outputs, counts = count_stream(graph, twin, inputs, dt=dt, input_kind=input_kind, mac_once=profile["mac_once"],
                                    nproc=nproc)
-    T = inputs.shape[1]
     profile["float"] = {
         "backend": twin,
         "accuracy": accuracy_per_latency(outputs, labels).tolist(),
         "sop_mean": counts.cumulative("sop").mean(0).tolist(),
-        "firing_rate": {name: (np.cumsum(rate, axis=1) / np.arange(1, T + 1)).mean(0).tolist()
-                        for name, rate in counts.firing.items() if plan.populations[name].spiking},
+        "firing_rate": firing_rates(counts, plan),
     }
     few = inputs[:deviation_samples]
     spikes = simulate(graph, twin, few, dt=dt, input_kind=input_kind, record_spikes=True).spikes

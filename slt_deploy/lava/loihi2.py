@@ -53,13 +53,9 @@ class ReadinessRow:
                 "names": self.names, "action": self.action, "ready": self.ready}
 
 
-STOCK_ON_CHIP = {
-    "lava.proc.lif.process.LIFReset": "",
-    "lava.proc.lif.process.LIF": "",
-    "lava.proc.dense.process.Dense": "",
-    "lava.proc.dense.process.DelayDense": "",
-    "lava.proc.conv.process.Conv": "",
-}
+STOCK_ON_CHIP = {"lava.proc.lif.process.LIFReset", "lava.proc.lif.process.LIF", "lava.proc.dense.process.Dense",
+                 "lava.proc.dense.process.DelayDense", "lava.proc.conv.process.Conv"}
+"""Stock processes that netx builds for Loihi 2's neurocores."""
 STOCK_ON_HOST = {
     "lava.proc.io.source.RingBuffer": "connect its s_out to the chip through "
                                       "lava.proc.embedded_io.spike.PyToNxAdapter (lava-loihi)",
@@ -87,7 +83,7 @@ def readiness(plan: DeployPlan, quantised) -> list[ReadinessRow]:
             if isinstance(process, DeployedLIFReset):
                 rows[piece] = ReadinessRow(piece, False, NONE)
             elif piece in STOCK_ON_CHIP:
-                rows[piece] = ReadinessRow(piece, True, NEUROCORE, action=STOCK_ON_CHIP[piece])
+                rows[piece] = ReadinessRow(piece, True, NEUROCORE)
             elif piece in STOCK_ON_HOST:
                 rows[piece] = ReadinessRow(piece, True, HOST, action=STOCK_ON_HOST[piece])
             else:  # a process this table does not know: not claimed ready
