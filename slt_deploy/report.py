@@ -14,7 +14,7 @@ from rich.table import Table
 from .core.errors import UserError
 from .core.files import atomic_path, write_json, write_text
 from .core.parallel import is_main_process
-from .energy.profile import graph_stream
+from .energy.profile import graph_stream, Noise, noisy_streams
 from .runtime.controller import (
     batch_traces, Budget, Controller, EnergyProfile, make_policy, MEASURES, PrecomputedEngine, run_mission)
 from .runtime.evaluation import calibrate, sweep
@@ -302,8 +302,7 @@ def controller_table(result: dict, only: list[str] | None = None) -> tuple[list[
         anytime = None
         for name in names:
             p = row["policies"][name]
-            ratio = p["accuracy_over_horizon"] / p["hull_accuracy"] if p["hull_accuracy"] == p["hull_accuracy"] else float("nan")
-            line += [f"{100 * p['accuracy_over_horizon']:.2f}", f"{100 * p['utilisation']:.1f}", f"{ratio:.3f}"]
+            line += [f"{100 * p['accuracy_over_horizon']:.2f}", f"{100 * p['utilisation']:.1f}", f"{p['of_hull']:.3f}"]
             if name.startswith("anytime") and anytime is None:
                 anytime = p
         line += [f"{anytime['gap_closed']:.2f}" if anytime else "",
@@ -318,19 +317,23 @@ def controller_table(result: dict, only: list[str] | None = None) -> tuple[list[
 
 
 def judge(graph, output, data: str = "digits", split: str = "test", samples: int | None = None,
-          budgets: int = 8, measure: str = "entropy", backend: str = "lava-fused", nproc: int = 1) -> dict:
+          budgets: int = 8, measure: str = "entropy", backend: str = "lava-fused", nproc: int = 1,
+          noise: Noise | None = None, drift: bool = False, reserve: str = "exact") -> dict:
     """Every policy under budgets from E(t=1) to E(t=T) on the stream, from
-    one run of ``backend`` over the stream (every sample's outputs and energy
-    at every step; samples sharded over ``nproc`` processes or a torchrun
-    job's ranks); writes evaluation.{json,md,png} and a mission timeline
-    (the anytime policy at the middle budget) into ``output`` -- on rank 0
-    only under torchrun."""
+    one run of ``backend`` over it (every sample's outputs and energy at
+    every step; samples sharded over ``nproc`` processes or a torchrun
+    job's ranks). The policies know only the calibration split (clean). The
+    stream is the split under ``noise``, or with ``drift`` clean -> noisy ->
+    clean (its middle third under ``noise``). Writes evaluation.{json,md,png}
+    and a mission timeline (the anytime policy at the middle budget) into
+    ``output`` -- on rank 0 only under torchrun."""
     output = Path(output)
-    profile = EnergyProfile.from_graph(graph)
-    calibration = calibrate(graph, profile, graph_stream(graph, data, "calibration")[0], backend, nproc)
-    x, labels = graph_stream(graph, data, split, samples)[:2]
-    outputs, energy = batch_traces(graph, profile, x, backend, nproc=nproc)
-    result = sweep(profile, outputs, energy, labels, calibration, budgets=max(2, budgets), measures=MEASURES)
+    stored = EnergyProfile.from_graph(graph)
+    calibration = calibrate(graph, stored, *graph_stream(graph, data, "calibration")[:2], backend, nproc)
+    x, labels = stream_of(graph, data, split, samples, noise, drift)
+    traces = batch_traces(graph, stored, x, backend, nproc=nproc)
+    result = sweep(calibration, traces, labels, budgets=max(2, budgets), measures=MEASURES, reserve=reserve)
+    result["stream"]["description"] = stream_description(data, split, noise, drift)
     if not is_main_process():
         return result
     header, rows = controller_table(result)
@@ -339,8 +342,32 @@ def judge(graph, output, data: str = "digits", split: str = "test", samples: int
     controller_evaluation_plot(result, output / "evaluation.png")
     middle = result["rows"][len(result["rows"]) // 2]
     budget = Budget(battery_mj=middle["battery_mj"], inferences=len(x))
-    policy = make_policy("anytime", profile, measure=measure, calibration=calibration[measure])
-    mission = run_mission(Controller(PrecomputedEngine(outputs, energy), profile, budget, policy), range(len(x)))
+    policy = make_policy("anytime", calibration.profile, measure=measure, calibration=calibration.thresholds[measure])
+    controller = Controller(PrecomputedEngine(traces), calibration.profile, budget, policy, reserve=reserve)
+    mission = run_mission(controller, range(len(x)))
     mission_timeline([d.to_dict() for d in mission.decisions], labels, budget.battery_mj, output / "timeline.png",
                      f"anytime ({measure}), {middle['budget_per_inference_mj']:.2e} mJ per inference")
     return result
+
+
+def stream_of(graph, data: str, split: str, samples: int | None, noise: Noise | None, drift: bool):
+    """The stream a controller is judged on: (inputs [N, T, ...], labels [N])
+    of the split, under ``noise``, or with ``drift`` only its middle third."""
+    x, labels, dataset, encoding = graph_stream(graph, data, split, samples)
+    if noise is None:
+        if drift:
+            raise UserError("--drift needs a --noise for the middle of the stream (e.g. gaussian:0.3)")
+        return x, labels
+    noisy = noisy_streams(dataset, x, encoding, [noise])[noise.label]
+    if not drift:
+        return noisy, labels
+    third = len(x) // 3
+    drifted = x.copy()
+    drifted[third: len(x) - third] = noisy[third: len(x) - third]
+    return drifted, labels
+
+
+def stream_description(data: str, split: str, noise: Noise | None, drift: bool) -> str:
+    if noise is None:
+        return f"{data} {split}"
+    return f"{data} {split}, clean -> {noise.label} -> clean" if drift else f"{data} {split} under {noise.label}"

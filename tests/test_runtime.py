@@ -14,10 +14,9 @@ from slt_deploy.core.errors import UserError
 from slt_deploy.ir.nirfile import read_graph, write_graph
 from slt_deploy.energy.profile import profile_model, store_in_graph
 from slt_deploy.runtime.controller import (
-    MEASURES, Budget, Controller, EnergyProfile, LavaEngine, PrecomputedEngine, ThresholdCalibration,
-    TorchEngine, confidence, make_policy, run_mission)
-from slt_deploy.readout import running_mean
-from slt_deploy.runtime.evaluation import hull_accuracy, oracle, sweep
+    batch_traces, Budget, Controller, EnergyProfile, LavaEngine, PrecomputedEngine, TorchEngine, make_policy,
+    run_mission)
+from slt_deploy.runtime.evaluation import calibrate, hull_accuracy, oracle, sweep
 
 
 def stream(split, n=None):
@@ -39,15 +38,12 @@ def profiled(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def traces(profiled):
+    """What the policies know (the calibration split's profile and
+    thresholds) and the test stream's traces, on the PyTorch reference."""
     graph = read_graph(profiled)
-    profile = EnergyProfile.from_graph(graph)
-    engine = TorchEngine(graph, profile)
-    xc, _ = stream("calibration")
-    outputs, energy = engine.run_batch(xc)
-    calibration = {m: ThresholdCalibration.measure(confidence(running_mean(outputs, axis=-2), m), energy) for m in MEASURES}
+    calibration = calibrate(graph, EnergyProfile.from_graph(graph), *stream("calibration"), "torch")
     x, y = stream("test")
-    test_outputs, test_energy = engine.run_batch(x)
-    return graph, profile, calibration, test_outputs, test_energy, y
+    return graph, calibration.profile, calibration, batch_traces(graph, calibration.profile, x, "torch"), y
 
 
 def test_budgets_from_options_and_scenarios():
@@ -74,31 +70,39 @@ def test_bad_budgets(kwargs, message):
         Budget.from_options(**kwargs)
 
 
-def test_budget_below_one_step_is_refused_before_running(traces):
-    graph, profile, calibration, outputs, energy, y = traces
-    engine = PrecomputedEngine(outputs, energy)
+def test_budget_below_one_step_is_refused_before_running_and_one_above_is_not(traces):
+    graph, profile, calibration, stream_traces, y = traces
+    engine = PrecomputedEngine(stream_traces)
     with pytest.raises(UserError, match="cannot cover"):
         Controller(engine, profile, Budget(profile.energy_mj[0] * 50, 100), make_policy("adaptive", profile))
     with pytest.raises(UserError, match="cannot be met even at t = 1"):
-        Controller(engine, profile, Budget(per_inference_mj=profile.energy_mj[0]), make_policy("static", profile))
+        Controller(engine, profile, Budget(per_inference_mj=0.999 * profile.energy_mj[0]), make_policy("static", profile))
+    for reserve in ("exact", "bound"):  # a cap above E(t=1) is never refused; what does not fit is not run
+        cap = 1.001 * profile.energy_mj[0]
+        mission = run_mission(Controller(engine, profile, Budget(per_inference_mj=cap), make_policy("fixed", profile),
+                                         reserve), range(len(y)))
+        assert len(mission.decisions) == len(y) and max(d.energy_mj for d in mission.decisions) <= cap
+        skipped = [d for d in mission.decisions if d.latency == 0]
+        assert all(d.prediction == -1 and d.stopped_by == "cap" and d.energy_mj == 0 for d in skipped)
 
 
-def _mission(traces, policy, battery=None, inferences=None, cap=None, measure="entropy"):
-    graph, profile, calibration, outputs, energy, y = traces
+def _mission(traces, policy, battery=None, inferences=None, cap=None, measure="entropy", reserve="exact"):
+    graph, profile, calibration, stream_traces, y = traces
     budget = Budget(battery, inferences, cap)
-    chosen = make_policy(policy, profile, measure=measure, calibration=calibration[measure],
+    chosen = make_policy(policy, profile, measure=measure, calibration=calibration.thresholds[measure],
                          latency=profile.T if policy == "fixed" else None)
-    controller = Controller(PrecomputedEngine(outputs, energy), profile, budget, chosen)
+    controller = Controller(PrecomputedEngine(stream_traces), profile, budget, chosen, reserve)
     return run_mission(controller, range(len(y))), profile
 
 
 @pytest.mark.parametrize("policy, measure", [("fixed", "entropy"), ("static", "entropy"), ("adaptive", "entropy"),
                                              ("anytime", "entropy"), ("anytime", "margin")])
-def test_energy_spent_never_exceeds_the_battery(traces, policy, measure):
-    _, profile, _, _, _, y = traces
+@pytest.mark.parametrize("reserve", ["exact", "bound"])
+def test_energy_spent_never_exceeds_the_battery(traces, policy, measure, reserve):
+    _, profile, _, _, y = traces
     for share in (1.0, 1.3, 2.0, 4.0, 8.5):  # per-inference share, in units of E(t=1)
         battery = share * profile.energy_mj[0] * len(y)
-        mission, _ = _mission(traces, policy, battery, len(y), measure=measure)
+        mission, _ = _mission(traces, policy, battery, len(y), measure=measure, reserve=reserve)
         spent = sum(d.energy_mj for d in mission.decisions)
         assert spent <= battery
         for before, decision in zip([battery] + [d.remaining_mj for d in mission.decisions], mission.decisions):
@@ -106,26 +110,46 @@ def test_energy_spent_never_exceeds_the_battery(traces, policy, measure):
             assert decision.remaining_mj >= 0
         if policy == "fixed" and share < 8:  # fixed t = T overspends the share: the controller stops it early
             assert mission.battery_spent and "battery spent" in mission.battery_spent
-            assert any(d.stopped_by == "reserve" for d in mission.decisions) or len(mission.decisions) < len(y)
+            assert any(d.stopped_by == "battery" for d in mission.decisions) or len(mission.decisions) < len(y)
 
 
-def test_per_inference_cap_is_never_exceeded(traces):
-    _, profile, _, _, _, y = traces
-    cap = 3 * profile.worst_step_mj
+@pytest.mark.parametrize("reserve", ["exact", "bound"])
+def test_per_inference_cap_is_never_exceeded(traces, reserve):
+    _, profile, _, _, y = traces
+    cap = profile.energy_mj[4]
     for policy in ("fixed", "static", "adaptive", "anytime"):
-        mission, _ = _mission(traces, policy, cap=cap)
+        mission, _ = _mission(traces, policy, cap=cap, reserve=reserve)
         assert len(mission.decisions) == len(y)
         assert max(d.energy_mj for d in mission.decisions) <= cap
         if policy == "fixed":  # T steps do not always fit under the cap: those inferences end early
             assert "cap" in {d.stopped_by for d in mission.decisions}
 
 
+def test_a_cap_of_e_k_buys_about_k_steps(traces):
+    """The exact reserve holds back nothing a step does not spend: under a cap
+    of E(t=k) (the calibration split's) the test stream runs k - 1 steps or
+    more on average, and from k = 5 on uses >= 90 % of the cap (below, whole
+    steps cannot fill it: a step of an input costlier than average is 1/k of
+    the cap). The bound reserve, which cannot look ahead, holds back a step
+    with every neuron firing and so runs fewer steps."""
+    _, profile, _, _, y = traces
+    for k in range(2, profile.T + 1):
+        cap = profile.energy_mj[k - 1]
+        exact = _mission(traces, "fixed", cap=cap)[0].summary(y)
+        bound = _mission(traces, "fixed", cap=cap, reserve="bound")[0].summary(y)
+        assert exact["violations"] == bound["violations"] == 0
+        assert exact["mean_latency"] >= k - 1, k
+        if k >= 5:
+            assert exact["mean_energy_mj"] >= 0.9 * cap, k
+        assert bound["mean_latency"] <= exact["mean_latency"]
+
+
 def test_policies_behave_as_specified(traces):
-    _, profile, calibration, outputs, energy, y = traces
+    _, profile, calibration, _, y = traces
     battery = 3.5 * profile.energy_mj[0] * len(y)
     static, _ = _mission(traces, "static", battery, len(y))
     assert len({d.planned for d in static.decisions}) == 1
-    assert static.decisions[0].planned == profile.largest_latency_within(battery / len(y) - profile.worst_step_mj / len(y))
+    assert static.decisions[0].planned == profile.best_latency_within(battery / len(y))
     adaptive, _ = _mission(traces, "adaptive", battery, len(y))
     assert len({d.planned for d in adaptive.decisions}) > 1  # recomputed from what is left
     anytime, _ = _mission(traces, "anytime", battery, len(y))
@@ -153,17 +177,21 @@ def test_hull_and_oracle():
 
 
 def test_against_hull_and_oracle_on_the_test_stream(traces):
-    """Budgets from E(t=1) to E(t=T): no violation, adaptive >= 98 % of the
-    profile hull, anytime at or above the hull, the oracle above everything."""
-    _, profile, calibration, outputs, energy, y = traces
-    result = sweep(profile, outputs, energy, y, calibration, budgets=6, measures=("entropy", "margin"))
+    """Budgets from E(t=1) to E(t=T): no violation, adaptive >= 99 % of the
+    profile hull, anytime at or above the hull, the oracle above everything;
+    the best fixed latency is the most accurate one that fits."""
+    _, profile, calibration, stream_traces, y = traces
+    result = sweep(calibration, stream_traces, y, budgets=6, measures=("entropy", "margin"))
+    stream = result["stream"]
     one_sample = 1 / len(y)
     for row in result["rows"]:
         for name, p in row["policies"].items():
             assert p["violations"] == 0 and p["energy_mj"] <= row["battery_mj"]
             assert p["accuracy_over_horizon"] <= row["oracle"]["lp_accuracy"] + 1e-12
+        fits = [t for t in profile.latency if stream["energy_mj"][t - 1] <= row["budget_per_inference_mj"]]
+        assert row["best_fixed"]["accuracy"] == max(stream["accuracy"][t - 1] for t in fits)
         adaptive = row["policies"]["adaptive"]
-        assert adaptive["accuracy_over_horizon"] >= 0.98 * adaptive["hull_accuracy"]
+        assert adaptive["of_hull"] >= 0.99
         assert adaptive["utilisation"] > 0.97
         for name in ("anytime-entropy", "anytime-margin"):
             p = row["policies"][name]
@@ -173,21 +201,17 @@ def test_against_hull_and_oracle_on_the_test_stream(traces):
     assert middle["baselines"]["entropy"]["mean_energy_mj"] <= middle["mean_energy_mj"] + 1e-15
 
 
-def test_lava_and_pytorch_make_the_same_decisions(profiled, no_leaks):
-    graph = read_graph(profiled)
-    profile = EnergyProfile.from_graph(graph)
-    xc, _ = stream("calibration")
-    torch_engine = TorchEngine(graph, profile)
-    outputs, energy = torch_engine.run_batch(xc)
-    calibration = ThresholdCalibration.measure(confidence(running_mean(outputs, axis=-2), "entropy"), energy)
+@pytest.mark.parametrize("reserve", ["exact", "bound"])
+def test_lava_and_pytorch_make_the_same_decisions(traces, no_leaks, reserve):
+    graph, profile, calibration, _, _ = traces
     x, y = stream("test", 10)
-    budget = Budget(battery_mj=3.0 * profile.energy_mj[0] * 10 + profile.worst_step_mj, inferences=10)
+    budget = Budget(battery_mj=3.0 * profile.energy_mj[0] * 10, inferences=10, per_inference_mj=profile.energy_mj[4])
     for policy in ("adaptive", "anytime"):
         missions = []
-        for engine in (torch_engine, LavaEngine(graph, profile)):
-            chosen = make_policy(policy, profile, calibration=calibration)
+        for engine in (TorchEngine(graph, profile), LavaEngine(graph, profile)):
+            chosen = make_policy(policy, profile, calibration=calibration.thresholds["entropy"])
             try:
-                missions.append(run_mission(Controller(engine, profile, budget, chosen), list(x)))
+                missions.append(run_mission(Controller(engine, profile, budget, chosen, reserve), list(x)))
             finally:
                 if hasattr(engine, "close"):
                     engine.close()
@@ -237,3 +261,90 @@ def test_bad_control_input_is_one_line_and_exit_2(args, fragment, profiled, tmp_
 def test_a_graph_without_profile_says_how_to_make_one(no_profile, tmp_path):
     assert_one_line_error(run_cli("control", no_profile, "--battery-mj", "1", "--inferences", "5", "-o", tmp_path),
                           "slt-deploy profile")
+
+
+def _adversarial_inputs(shape, steps=8, burst=5):
+    """Inputs a bound must survive [N, T, *shape]: every pixel at its maximum
+    at every step (one spike, or 1.0 for an analog input), bursts of
+    ``burst`` events per pixel and step, and a quiet stream that suddenly
+    bursts."""
+    full = np.ones((1, steps, *shape))
+    rng = np.random.default_rng(0)
+    sudden = np.zeros((1, steps, *shape))
+    sudden[0, steps // 2:] = rng.integers(0, burst + 1, (steps - steps // 2, *shape))
+    return np.concatenate([full, burst * full, sudden])
+
+
+@pytest.mark.parametrize("source, input_kind", [
+    ("digits-mlp-slt", None), ("digits-cnn-slt", None), ("conv", "spikes"), ("conv", "analog"),
+    ("residual_recurrent", "spikes"), ("residual_recurrent", "analog")])
+def test_the_step_bound_is_sound_on_adversarial_inputs(source, input_kind):
+    """The bound reserve prices a step before it runs: it must hold for any
+    input -- every pixel at the declared maximum, bursts of several events
+    per pixel and step -- on every backend's counts (graded event counts are
+    counted as they are; an analog input's MACs whatever its values)."""
+    import graphs
+    from slt_deploy.energy.counts import count_stream
+    from slt_deploy.runtime.controller import counts_energy, step_bound_mj
+    from slt_deploy.simulation import deployment_plan
+    if source.startswith("digits"):
+        graph, dt = read_graph(ROOT / "export" / f"{source}.nir"), None
+    else:
+        graph, dt = getattr(graphs, f"{source}_graph")(), graphs.DT
+    plan = deployment_plan(graph, dt, input_kind)
+    x = _adversarial_inputs(tuple(plan.populations[plan.input_name].shape))
+    if plan.input_kind == "analog":
+        x = np.minimum(x, 1.0) * np.linspace(0.2, 1.0, x.shape[1])[None, :, None].reshape(1, -1, *[1] * (x.ndim - 2))
+    hardware = load_hardware("horowitz2014")
+    for mac_once in (True, False):
+        outputs, counts = count_stream(graph, "torch", x, dt=dt, input_kind=input_kind, mac_once=mac_once)
+        energy, bound = counts_energy(hardware, counts), step_bound_mj(hardware, counts, plan)
+        assert np.all(energy <= bound * (1 + 1e-12)), (source, np.argwhere(energy > bound))
+        assert any(counts.firing[name].max() > 0.2 for name in counts.firing)  # the inputs drive the network hard
+    equal = np.isclose(energy, bound, rtol=1e-12)
+    assert not equal.all()  # the bound is an upper bound of hidden activity, not the activity
+
+
+def test_the_horizon_stops_where_accuracy_falls_for_sure():
+    """A profile measured on a stream whose accuracy peaks at t = 3 and then
+    falls clearly: the horizon is the last latency tied with the best, and
+    neither adaptive nor anytime plans past it; where accuracy only grows
+    the horizon is T."""
+    base = EnergyProfile([1, 2, 3, 4, 5, 6], [1.0] * 6, [0.5] * 6, load_hardware("qiao2015"), True)
+    n = 400
+    rates = np.array([0.80, 0.86, 0.90, 0.90, 0.80, 0.70])  # per latency: t = 3 and 4 tie, then it falls
+    u = (np.arange(n)[:, None] + 0.5) / n  # sample k is right at t when k / n < rate(t)
+    falling = base.measured(np.ones((n, 6)), (u < rates[None, :]).astype(float))
+    assert falling.accuracy == pytest.approx(rates) and falling.horizon == 4
+    assert falling.best_latency_within(100.0) == 4
+    rising = base.measured(np.ones((n, 6)), (u < np.linspace(0.7, 0.95, 6)[None, :]).astype(float))
+    assert rising.horizon == 6
+    conf = np.tile(np.linspace(0.1, 0.6, 6), (n, 1))
+    from slt_deploy.runtime.controller import ThresholdCalibration
+    anytime = make_policy("anytime", falling, calibration=ThresholdCalibration.measure(conf[:, :4], np.ones((n, 4))))
+    from slt_deploy.runtime.controller import MissionState
+    assert anytime.plan(falling, Budget(per_inference_mj=100.0), MissionState()) == 4
+
+
+def test_burst_noise_delivers_the_same_events_in_groups():
+    from slt_deploy.energy.profile import noisy_events, parse_noise
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 2, (3, 10, 2, 4, 4)).astype(np.float32)
+    burst = noisy_events(frames, parse_noise("burst:3"))
+    assert burst.sum() == frames.sum() and burst.max() > 1
+    assert not burst[:, [0, 1, 3, 4, 6, 7]].any()  # events arrive at steps 3, 6, 9 and the last (10)
+    assert np.array_equal(burst[:, 9], frames[:, 9])
+    assert np.array_equal(noisy_events(frames, parse_noise("burst:1")), frames)
+    with pytest.raises(UserError, match="out of range"):
+        parse_noise("burst:1.5")
+
+
+def test_a_drifting_stream_is_clean_noisy_clean(profiled):
+    from slt_deploy.energy.profile import graph_stream, parse_noise
+    from slt_deploy.report import stream_of
+    graph = read_graph(profiled)
+    clean, labels = graph_stream(graph, "digits", "test", 30)[:2]
+    drifted, same = stream_of(graph, "digits", "test", 30, parse_noise("dropout:0.5"), drift=True)
+    assert np.array_equal(labels, same)
+    assert np.array_equal(drifted[:10], clean[:10]) and np.array_equal(drifted[20:], clean[20:])
+    assert drifted[10:20].sum() < 0.7 * clean[10:20].sum()

@@ -25,7 +25,10 @@ class Simulation:
     quantisation: the fixed-point backends' per-layer report;
     plan: the deployment plan that ran (None for the bare reference interpreter);
     energy_mj: energy (mJ) per sample and step [N, T], when a runtime engine
-      priced the run."""
+      priced the run;
+    energy_bound_mj: an upper bound (mJ) on each step's energy that is known
+      before the step runs [N, T] (the input as it is, every hidden neuron
+      firing; :func:`slt_deploy.runtime.controller.step_bound_mj`)."""
 
     outputs: np.ndarray
     spikes: dict[str, np.ndarray] = field(default_factory=dict)
@@ -34,6 +37,7 @@ class Simulation:
     quantisation: list[dict] | None = None
     plan: Any = None
     energy_mj: np.ndarray | None = None
+    energy_bound_mj: np.ndarray | None = None
 
     def steps(self, count: int) -> "Simulation":
         """The first ``count`` logical steps of every array."""
@@ -43,4 +47,5 @@ class Simulation:
             operations=None if self.operations is None else self.operations[:, :count],
             spike_counts=None if self.spike_counts is None else {k: v[:, :count] for k, v in self.spike_counts.items()},
             quantisation=self.quantisation, plan=self.plan,
-            energy_mj=None if self.energy_mj is None else self.energy_mj[:, :count])
+            energy_mj=None if self.energy_mj is None else self.energy_mj[:, :count],
+            energy_bound_mj=None if self.energy_bound_mj is None else self.energy_bound_mj[:, :count])

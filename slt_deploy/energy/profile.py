@@ -13,7 +13,10 @@ Noise (applied to the evaluation inputs, seeded):
   encoding (values clipped to [0, 1]);
 * ``dropout:p`` -- each input spike or event is dropped with probability p;
 * ``jitter:k`` -- each input spike moves to a random step within +-k steps
-  (spikes landing on the same step merge; none leave the window).
+  (spikes landing on the same step merge; none leave the window);
+* ``burst:k`` -- the events of every k consecutive steps arrive together,
+  at the last step of the group (a sensor read out every k steps): counts
+  of several events per pixel and step, the same events in all.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from ..simulation import deployment_plan, FLOAT_TWIN, simulate
 from .counts import count_stream, OperationCounts
 from .hardware import Hardware
 
-NOISE_KINDS = ("gaussian", "dropout", "jitter")
+NOISE_KINDS = ("gaussian", "dropout", "jitter", "burst")
 NOISE_SEED = 7
 
 
@@ -56,7 +59,8 @@ def parse_noise(text: str) -> Noise:
         strength = float(value)
     except ValueError:
         raise UserError(f"noise '{text}' needs a number after ':' (e.g. gaussian:0.1)") from None
-    if not np.isfinite(strength) or strength < 0 or (kind == "dropout" and strength > 1):
+    if not np.isfinite(strength) or strength < 0 or (kind == "dropout" and strength > 1) \
+            or (kind == "burst" and (strength < 1 or strength != int(strength))):
         raise UserError(f"noise strength out of range: {text}")
     return Noise(kind, strength)
 
@@ -67,12 +71,18 @@ def noisy_images(images: torch.Tensor, noise: Noise) -> torch.Tensor:
 
 
 def noisy_events(frames: np.ndarray, noise: Noise) -> np.ndarray:
-    """Dropout or jitter on encoded input [N, T, ...] (spikes or event counts)."""
+    """Dropout, jitter or bursts on encoded input [N, T, ...] (spikes or event counts)."""
     rng = np.random.default_rng(NOISE_SEED)
     if noise.kind == "dropout":
         return rng.binomial(np.rint(frames).astype(np.int64), 1.0 - noise.strength).astype(frames.dtype)
-    shift = int(round(noise.strength))
     steps = frames.shape[1]
+    if noise.kind == "burst":
+        group = int(noise.strength)
+        out = np.zeros_like(frames)
+        for start in range(0, steps, group):
+            out[:, min(start + group, steps) - 1] = frames[:, start: start + group].sum(1)
+        return out
+    shift = int(round(noise.strength))
     out = np.zeros_like(frames)
     flat_in = frames.reshape(frames.shape[0], steps, -1)
     flat_out = out.reshape(frames.shape[0], steps, -1)
@@ -121,7 +131,9 @@ def noisy_streams(dataset, x: np.ndarray, encoding: str, noises: list[Noise]) ->
 
 
 def worst_case_step(counts: OperationCounts, plan: DeployPlan) -> dict[str, int]:
-    """Operations of one step if every neuron (and input) fired: the reserve the controller keeps."""
+    """Operations of one step in which every neuron and every input element fires once: a reference
+    point of the profile (the controller's reserve, which counts input events as they are, is
+    :func:`slt_deploy.runtime.controller.step_bound_mj`)."""
     sop = sum(layer.synapses_effective for layer in counts.layers if layer.kind == "sop")
     mac = 0 if counts.mac_once else sum(layer.synapses_effective for layer in counts.layers if layer.kind == "mac")
     neurons = sum(p.size for p in plan.neuron_populations)

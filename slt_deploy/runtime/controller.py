@@ -12,11 +12,26 @@ Budgets (mJ = millijoules):
 * a per-inference cap (``per_inference_mj``); a power cap ``power_mw`` at
   ``rate_hz`` is the per-inference cap power / rate.
 
-Guarantee: before every time step the controller checks that one more step,
-even with every neuron firing (the profile's worst-case step), fits what is
-left -- of the battery and of the inference's cap -- and otherwise ends the
-inference early; when not even one step fits, the battery is spent and the
-controller says so and stops. Energy spent never exceeds the budget.
+Guarantee: before every time step the controller prices the step and runs
+it only if that price fits what is left -- of the battery and of the
+inference's cap -- and otherwise ends the inference; when not even the first
+step of an inference fits the battery, the battery is spent and the
+controller says so and stops. Energy spent never exceeds the budget. The
+price is a true upper bound on the step's energy, chosen by ``reserve``:
+
+* ``exact`` (default): the step's own energy. A step's spikes are a
+  deterministic function of the network's state after the previous step and
+  of the next input, so a simulator (or a digital twin beside a chip) knows
+  them before it commits the step; nothing is held back that the step does
+  not spend, and a cap of E(t=k) buys about k steps.
+* ``bound``: what a controller that cannot look ahead can guarantee -- the
+  next input's operations as it is (every event counted, an analog input's
+  MACs whatever its values) plus every hidden neuron firing once
+  (:func:`step_bound_mj`). Sound for any input, loose: it holds back the
+  energy of a step in which every neuron fires.
+
+Only the next step is reserved, never more than the inference's remaining
+steps need: a policy's allowance is the battery left per inference left.
 
 Policies:
 
@@ -57,10 +72,11 @@ from ..energy.counts import count_stream, operation_counts, run_synapse_counts
 from ..energy.hardware import Hardware
 from ..ir.nirfile import metadata_json
 from ..readout import running_mean
-from ..simulation import FUSED_BACKENDS, Session
+from ..simulation import deployment_plan, FUSED_BACKENDS, Session
 
 MEASURES = ("entropy", "max_softmax", "margin")
 POLICIES = ("fixed", "static", "adaptive", "anytime")
+RESERVES = ("exact", "bound")
 
 
 # --------------------------------------------------------------------------- budgets
@@ -150,15 +166,20 @@ class Budget:
 
 @dataclass
 class EnergyProfile:
-    """What the controller knows before running: the profiled mean energy (mJ)
-    and accuracy per latency t = 1..T, and the worst-case energy of one step."""
+    """What the controller knows before running: the mean energy (mJ) and
+    accuracy per latency t = 1..T, the hardware that prices operations,
+    whether an analog input's MACs are charged once per inference, and the
+    horizon: the largest latency worth running (see :meth:`measured`)."""
 
     latency: list[int]
     energy_mj: list[float]
     accuracy: list[float]
-    worst_step_mj: float
     hardware: Hardware
     mac_once: bool
+    horizon: int | None = None  # the largest latency worth running (None: T)
+
+    def __post_init__(self):
+        self.horizon = self.T if self.horizon is None else self.horizon
 
     @property
     def T(self) -> int:
@@ -166,6 +187,7 @@ class EnergyProfile:
 
     @classmethod
     def from_graph(cls, graph) -> "EnergyProfile":
+        """The profile ``slt-deploy profile`` stored in the graph (of the split it was run on)."""
         data = metadata_json(graph, "energy_profile_json")
         if data is None:
             raise UserError(
@@ -175,13 +197,33 @@ class EnergyProfile:
         try:
             hardware = Hardware(**{k: v for k, v in data["hardware"].items()})
             return cls(list(data["latency"]), list(data["energy_mj"]["mean"]), list(data["accuracy"]),
-                       float(data["worst_case_step"]["energy_mj"]), hardware, bool(data.get("mac_once", True)))
+                       hardware, bool(data.get("mac_once", True)))
         except (KeyError, TypeError) as exc:
             raise UserError(f"the energy profile in the NIR metadata is incomplete: {exc!r}") from None
 
-    def largest_latency_within(self, allowance_mj: float) -> int:
-        """Largest t with profiled mean energy <= allowance; 0 if none."""
-        fitting = [t for t, e in zip(self.latency, self.energy_mj) if e <= allowance_mj]
+    def measured(self, step_energy_mj: np.ndarray, correct: np.ndarray) -> "EnergyProfile":
+        """The same pricing with energy and accuracy measured on a stream:
+        step_energy_mj [N, T] (mJ per step), correct [N, T] (0/1 at latency t).
+
+        Horizon: the largest t whose accuracy is at least the best latency's
+        minus one standard error of their paired difference -- the last t
+        statistically tied with the best. On a model whose accuracy falls
+        after some t, running past the horizon costs more for less; where
+        accuracy only grows (or the stream is too small to tell), it is T."""
+        energy = np.cumsum(step_energy_mj, axis=1).mean(0)
+        accuracy = correct.mean(0)
+        best = int(accuracy.argmax())
+        difference = correct - correct[:, [best]]
+        error = difference.std(0, ddof=1) / math.sqrt(len(correct)) if len(correct) > 1 else np.zeros(len(accuracy))
+        tied = np.nonzero(difference.mean(0) >= -error - 1e-12)[0]
+        return EnergyProfile(list(range(1, energy.size + 1)), energy.tolist(), accuracy.tolist(),
+                             self.hardware, self.mac_once, int(tied.max()) + 1)
+
+    def best_latency_within(self, allowance_mj: float) -> int:
+        """The largest latency up to the horizon whose mean energy fits the
+        allowance (mJ); 0 if none. Recomputed per inference, it mixes
+        neighbouring latencies so that the mean energy follows the allowance."""
+        fitting = [t for t, e in zip(self.latency[: self.horizon], self.energy_mj) if e <= allowance_mj]
         return max(fitting) if fitting else 0
 
 
@@ -190,11 +232,12 @@ class Engine(Protocol):
         """One inference of ``steps`` time steps: outputs [1, steps, K] and energy_mj [1, steps]."""
 
 
-def step_energy(plan, hardware: Hardware, inputs, run, mac_once: bool) -> np.ndarray:
+def step_prices(plan, hardware: Hardware, inputs, run, mac_once: bool) -> tuple[np.ndarray, np.ndarray]:
     """Energy (mJ) of every step of every sample [N, T] of a finished run
-    (live counters, or counted from its spikes)."""
+    (live counters, or counted from its spikes) and its upper bound known
+    before the step ran (:func:`step_bound_mj`)."""
     counts = operation_counts(plan, *run_synapse_counts(plan, inputs, run), mac_once=mac_once)
-    return counts_energy(hardware, counts)
+    return counts_energy(hardware, counts), step_bound_mj(hardware, counts, plan)
 
 
 def counts_energy(hardware: Hardware, counts) -> np.ndarray:
@@ -202,15 +245,39 @@ def counts_energy(hardware: Hardware, counts) -> np.ndarray:
     return hardware.energy_mj(counts.total("sop"), counts.total("mac"), counts.neuron_updates)
 
 
+def step_bound_mj(hardware: Hardware, counts, plan) -> np.ndarray:
+    """An upper bound (mJ) on every step's energy [N, T] that is known before
+    the step runs: the operations of projections fed by the input or by a
+    constant source as they are (they depend on the next input only: every
+    event counted, an analog input's MACs whatever its values), and every
+    other projection as if each presynaptic neuron fired (a spiking neuron
+    emits at most one spike per step), plus every neuron's update."""
+    active = counts.neuron_updates > 0  # steps within the sample's latency
+    sop = np.zeros(active.shape)
+    mac = np.zeros(active.shape)
+    for layer in counts.layers:
+        source = plan.populations[layer.source]
+        known = source.is_input or source.constant
+        ops = layer.effective if known else layer.synapses_effective * active
+        if layer.kind == "mac":
+            mac = mac + ops
+        else:
+            sop = sop + ops
+    return hardware.energy_mj(sop, mac, counts.neuron_updates)
+
+
 def batch_traces(graph, profile: EnergyProfile, inputs: np.ndarray, backend: str = "lava-fused",
-                 dt: float | None = None, nproc: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Outputs [N, T, K] and per-step energy [N, T] (mJ) of a whole stream in
-    one run of ``backend`` (lava-fused, lava-fused-fixed, lava-float, torch) --
-    sharded over ``nproc`` processes or a torchrun job's ranks, equal to one
-    process's run: everything a controller can read from every sample at every step."""
+                 dt: float | None = None, nproc: int = 1) -> Simulation:
+    """Outputs [N, T, K], per-step energy [N, T] (mJ) and its bound known
+    before each step of a whole stream in one run of ``backend`` (lava-fused,
+    lava-fused-fixed, lava-float, torch) -- sharded over ``nproc`` processes
+    or a torchrun job's ranks, equal to one process's run: everything a
+    controller can read from every sample at every step."""
     outputs, counts = count_stream(graph, backend, inputs, dt=dt, mac_once=profile.mac_once, nproc=nproc)
-    energy = counts_energy(profile.hardware, counts)
-    return outputs.reshape(outputs.shape[0], outputs.shape[1], -1), energy
+    plan = deployment_plan(graph, dt)
+    return Simulation(outputs.reshape(outputs.shape[0], outputs.shape[1], -1),
+                      energy_mj=counts_energy(profile.hardware, counts),
+                      energy_bound_mj=step_bound_mj(profile.hardware, counts, plan), plan=plan)
 
 
 class SessionEngine:
@@ -227,19 +294,16 @@ class SessionEngine:
                                capacity=1)
         self.plan = self.session.plan
 
-    def run_batch(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Outputs [N, T, K] and per-step energy [N, T] (mJ) of a batch (one pass)."""
-        result = self.session.run(inputs)
-        energy = step_energy(self.plan, self.profile.hardware, inputs, result, self.profile.mac_once)
-        return result.outputs.reshape(result.outputs.shape[0], result.outputs.shape[1], -1), energy
-
     def run(self, sample: np.ndarray, steps: int) -> Simulation:
+        """One inference of ``steps`` steps: outputs [1, steps, K], energy_mj
+        and energy_bound_mj [1, steps]."""
         x = np.zeros((1, self.profile.T, *np.asarray(sample).shape[1:]))
         x[0, :steps] = np.asarray(sample)[:steps]
         result = self.session.run(x, [steps])
-        energy = step_energy(self.plan, self.profile.hardware, x, result, self.profile.mac_once)
+        energy, bound = step_prices(self.plan, self.profile.hardware, x, result, self.profile.mac_once)
         outputs = result.outputs.reshape(1, self.profile.T, -1)
-        return Simulation(outputs[:, :steps], energy_mj=energy[:, :steps], plan=self.plan)
+        return Simulation(outputs[:, :steps], energy_mj=energy[:, :steps], energy_bound_mj=bound[:, :steps],
+                          plan=self.plan)
 
     def close(self) -> None:
         self.session.close()
@@ -266,14 +330,17 @@ class LavaEngine(SessionEngine):
 
 
 class PrecomputedEngine:
-    """Replays traces computed once for a whole stream (what-if sweeps)."""
+    """Replays the traces of a whole stream computed once (:func:`batch_traces`;
+    what-if sweeps): ``run(k, steps)`` is sample k's first steps."""
 
-    def __init__(self, outputs: np.ndarray, energy: np.ndarray):
-        self.outputs, self.energy = outputs, energy
+    def __init__(self, traces: Simulation):
+        self.traces = traces
 
     def run(self, sample_index, steps: int) -> Simulation:
         k = int(sample_index)
-        return Simulation(self.outputs[k: k + 1, :steps], energy_mj=self.energy[k: k + 1, :steps])
+        return Simulation(
+            self.traces.outputs[k: k + 1, :steps], energy_mj=self.traces.energy_mj[k: k + 1, :steps],
+            energy_bound_mj=self.traces.energy_bound_mj[k: k + 1, :steps])
 
 
 # --------------------------------------------------------------------------- confidence
@@ -310,13 +377,16 @@ def stop_steps(conf: np.ndarray, threshold: float) -> np.ndarray:
 @dataclass
 class ThresholdCalibration:
     """Mean energy per inference (mJ) of stopping at confidence >= threshold,
-    measured on the calibration split, for every candidate threshold."""
+    or after ``horizon`` steps, measured on the calibration split for every
+    candidate threshold."""
 
     thresholds: np.ndarray  # increasing
     energy_mj: np.ndarray  # non-decreasing
+    horizon: int  # steps an inference runs at most
 
     @classmethod
     def measure(cls, conf: np.ndarray, step_energy_mj: np.ndarray) -> "ThresholdCalibration":
+        """From confidence and step energy (mJ), both [N, H] for H = horizon steps."""
         cumulative = np.cumsum(step_energy_mj, axis=-1)
         candidates = np.unique(np.concatenate([[0.0], conf.ravel(), [1.0 + 1e-9]]))
         if candidates.size > 400:
@@ -325,7 +395,7 @@ class ThresholdCalibration:
         for threshold in candidates:
             stop = stop_steps(conf, threshold)
             energy.append(cumulative[np.arange(len(stop)), stop - 1].mean())
-        return cls(candidates, np.maximum.accumulate(np.array(energy)))
+        return cls(candidates, np.maximum.accumulate(np.array(energy)), conf.shape[-1])
 
     def threshold_for(self, allowance_mj: float) -> float:
         """The most demanding threshold whose calibrated mean energy fits the allowance."""
@@ -366,11 +436,11 @@ class Policy:
 
 
 def allowance(profile: EnergyProfile, budget: Budget, state: MissionState) -> float:
-    """Energy (mJ) this inference may use on average: the battery left (minus
-    the one-step reserve) per inference left, capped by the per-inference cap."""
+    """Energy (mJ) this inference may use on average: the battery left per
+    inference left, capped by the per-inference cap."""
     share = math.inf
     if budget.battery_mj is not None:
-        share = max(0.0, state.remaining(budget) - profile.worst_step_mj) / state.left(budget)
+        share = max(0.0, state.remaining(budget)) / state.left(budget)
     if budget.per_inference_mj is not None:
         share = min(share, budget.per_inference_mj)
     return share
@@ -390,7 +460,7 @@ class FixedPolicy(Policy):
 
 
 class StaticPolicy(Policy):
-    """One latency for the whole mission, from the initial allowance."""
+    """One latency for the whole mission: the best hull latency that fits the initial allowance."""
 
     name = "static"
 
@@ -399,7 +469,7 @@ class StaticPolicy(Policy):
 
     def plan(self, profile, budget, state):
         if self.latency is None:
-            self.latency = max(1, profile.largest_latency_within(allowance(profile, budget, MissionState())))
+            self.latency = max(1, profile.best_latency_within(allowance(profile, budget, MissionState())))
         return self.latency
 
     def describe(self):
@@ -407,16 +477,19 @@ class StaticPolicy(Policy):
 
 
 class AdaptivePolicy(Policy):
-    """The largest latency whose profiled energy fits what is left per inference left."""
+    """The best hull latency whose profiled energy fits what is left per
+    inference left (:meth:`EnergyProfile.best_latency_within`)."""
 
     name = "adaptive"
 
     def plan(self, profile, budget, state):
-        return max(1, profile.largest_latency_within(allowance(profile, budget, state)))
+        return max(1, profile.best_latency_within(allowance(profile, budget, state)))
 
 
 class AnytimePolicy(Policy):
-    """Stop when confidence reaches a threshold that follows the allowance.
+    """Stop when confidence reaches a threshold that follows the allowance,
+    or at the profile's horizon (:meth:`EnergyProfile.measured`: running
+    longer costs more for no more accuracy).
 
     The threshold is the most demanding one whose mean energy on the
     calibration split fits the allowance, after correcting the calibrated
@@ -441,7 +514,7 @@ class AnytimePolicy(Policy):
         self.threshold = self.calibration.threshold_for(allowance(profile, budget, state) / ratio)
         self._expected = float(np.interp(self.threshold, self.calibration.thresholds, self.calibration.energy_mj))
         self.thresholds.append(self.threshold)
-        return profile.T
+        return min(profile.horizon, self.calibration.horizon)
 
     def observe(self, energy_mj):
         self.predicted += self._expected
@@ -459,7 +532,8 @@ class AnytimePolicy(Policy):
 
 @dataclass
 class Decision:
-    """One inference: its latency t (steps run), prediction, energy (mJ), the
+    """One inference: its latency t (steps run; 0 when not even its first
+    step fitted the cap), prediction (-1 without a step), energy (mJ), the
     battery left after it (mJ; inf without a battery) and why it stopped."""
 
     index: int
@@ -467,7 +541,7 @@ class Decision:
     prediction: int
     energy_mj: float
     remaining_mj: float
-    stopped_by: str  # plan | confidence | reserve | cap
+    stopped_by: str  # plan | confidence | battery | cap
     planned: int
 
     def to_dict(self) -> dict:
@@ -475,59 +549,63 @@ class Decision:
 
 
 class BatterySpent(Exception):
-    """Not even one worst-case step fits what is left of the battery."""
+    """Not even the first step of the next inference fits what is left of the battery."""
 
 
 def check_budget(profile: EnergyProfile, budget: Budget) -> None:
     """Refuse, in one line, a budget that cannot be met even at t = 1 (checked
-    before anything runs): a per-inference cap below one step's cost, or a
-    battery below the horizon's inferences at t = 1 (or one worst-case step)."""
-    worst = profile.worst_step_mj
+    before anything runs): a per-inference cap below the mean energy of one
+    step, or a battery below the horizon's inferences at t = 1."""
     first = profile.energy_mj[0]
-    if budget.per_inference_mj is not None and budget.per_inference_mj < max(worst, first):
+    if budget.per_inference_mj is not None and budget.per_inference_mj < first:
         raise UserError(
             f"the per-inference cap {budget.per_inference_mj:.3e} mJ cannot be met even at t = 1: one step "
-            f"costs {first:.3e} mJ on average and up to {worst:.3e} mJ (every neuron firing)"
+            f"costs {first:.3e} mJ on average"
         )
-    if budget.battery_mj is not None:
-        need = max(worst, budget.inferences * first)
-        if budget.battery_mj < need:
-            raise UserError(
-                f"the battery {budget.battery_mj:.3e} mJ cannot cover {budget.inferences} inferences "
-                f"even at t = 1 ({first:.3e} mJ each on average; one worst-case step is {worst:.3e} mJ)"
-            )
+    if budget.battery_mj is not None and budget.battery_mj < budget.inferences * first:
+        raise UserError(
+            f"the battery {budget.battery_mj:.3e} mJ cannot cover {budget.inferences} inferences "
+            f"even at t = 1 ({first:.3e} mJ each on average)"
+        )
 
 
 @dataclass
 class Controller:
-    """``infer(sample)`` for a control loop; ``state`` keeps the mission's spending."""
+    """``infer(sample)`` for a control loop; ``state`` keeps the mission's
+    spending; ``reserve`` (exact | bound) is the price a step must fit before
+    it runs (module docstring)."""
 
     engine: Engine
     profile: EnergyProfile
     budget: Budget
     policy: Policy
+    reserve: str = "exact"
     state: MissionState = field(default_factory=MissionState)
 
     def __post_init__(self):
+        if self.reserve not in RESERVES:
+            raise UserError(f"unknown reserve '{self.reserve}': choose {' or '.join(RESERVES)}")
         check_budget(self.profile, self.budget)
 
     def infer(self, sample) -> Decision:
-        """Run one inference; raises :class:`BatterySpent` when no step fits."""
+        """Run one inference; raises :class:`BatterySpent` when not even its first step fits the battery."""
         budget, state, profile = self.budget, self.state, self.profile
-        worst = profile.worst_step_mj
-        if state.remaining(budget) < worst:
-            raise BatterySpent(f"battery spent after {state.done} inferences: {state.remaining(budget):.3e} mJ left, "
-                               f"one worst-case step needs {worst:.3e} mJ")
         planned = max(1, min(profile.T, self.policy.plan(profile, budget, state)))
         trace = self.engine.run(sample, planned)
         energy = trace.energy_mj[0]
+        price = energy if self.reserve == "exact" else trace.energy_bound_mj[0]
+        left = state.remaining(budget)
+        if price[0] > left:
+            raise BatterySpent(f"battery spent after {state.done} inferences: {left:.3e} mJ left, the next "
+                               f"step needs up to {price[0]:.3e} mJ")
+        cap = math.inf if budget.per_inference_mj is None else budget.per_inference_mj
         spent, steps, reason = 0.0, 0, "plan"
         means = running_mean(trace.outputs[0], axis=-2)
         for step in range(1, len(energy) + 1):
-            if state.remaining(budget) - spent < worst:
-                reason = "reserve"
+            if spent + price[step - 1] > left:
+                reason = "battery"
                 break
-            if budget.per_inference_mj is not None and spent + worst > budget.per_inference_mj:
+            if spent + price[step - 1] > cap:
                 reason = "cap"
                 break
             spent += float(energy[step - 1])
@@ -538,9 +616,9 @@ class Controller:
         state.spent_mj += spent
         state.done += 1
         self.policy.observe(spent)
-        return Decision(index=state.done - 1, latency=steps, prediction=int(means[steps - 1].argmax()),
-                        energy_mj=spent, remaining_mj=state.remaining(budget), stopped_by=reason,
-                        planned=planned)
+        prediction = int(means[steps - 1].argmax()) if steps else -1
+        return Decision(index=state.done - 1, latency=steps, prediction=prediction, energy_mj=spent,
+                        remaining_mj=state.remaining(budget), stopped_by=reason, planned=planned)
 
 
 @dataclass

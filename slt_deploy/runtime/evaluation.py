@@ -1,10 +1,15 @@
 """How the runtime controller is judged.
 
-On one stream (the digits test split) and one checkpoint, for budgets from
-E(t=1) to E(t=T) per inference:
+On one stream (a test split, optionally under noise or a drift) and one
+checkpoint, for budgets from E(t=1) to E(t=T) per inference of the stream.
+The policies know only the calibration split: their energy profile and the
+anytime thresholds are measured on it (:func:`calibrate`); the stream is
+only judged, against:
 
+* the *best fixed latency*: the most accurate fixed t whose mean energy on
+  the stream fits the budget;
 * the *profile hull*: the best accuracy any mix of fixed latencies reaches at
-  a given mean energy -- the upper concave hull of the profile's
+  a given mean energy -- the upper concave hull of the stream's
   (energy, accuracy) points, made non-decreasing;
 * the *per-input oracle*: a multiple-choice knapsack over every input's
   correctness and measured energy at every t; it knows the labels, so no
@@ -22,36 +27,56 @@ t <= T, so all of this is cheap on the PyTorch backend.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from ..core.result import Simulation
 from ..readout import running_mean
 from .controller import (
     batch_traces, Budget, confidence, Controller, EnergyProfile, make_policy, MEASURES, PrecomputedEngine,
     run_mission, stop_steps, ThresholdCalibration)
 
 
+@dataclass
+class Calibration:
+    """What a policy knows, all measured on the calibration split: the energy
+    profile (mean mJ and accuracy per latency) and, per confidence measure,
+    the anytime threshold-to-energy mapping."""
+
+    profile: EnergyProfile
+    thresholds: dict[str, ThresholdCalibration]
+
+
+def upper_hull(energy, accuracy) -> list[int]:
+    """Indices of the upper concave hull of the points (energy, accuracy),
+    from the cheapest point to the most accurate one (cheapest among equals),
+    in increasing energy."""
+    order = sorted(range(len(energy)), key=lambda i: (energy[i], -accuracy[i]))
+    hull: list[int] = []
+    for i in order:
+        if hull and accuracy[i] <= accuracy[hull[-1]]:
+            continue  # costs more for no more accuracy
+        while len(hull) >= 2:
+            a, b = hull[-2], hull[-1]
+            if (energy[b] - energy[a]) * (accuracy[i] - accuracy[a]) >= (accuracy[b] - accuracy[a]) * (energy[i] - energy[a]):
+                hull.pop()  # b lies on or below the chord from a to i
+            else:
+                break
+        hull.append(i)
+    return hull
+
+
 def hull_accuracy(energy: list[float], accuracy: list[float], at_energy: float) -> float:
     """Best accuracy of a mix of fixed latencies with mean energy <= at_energy
     (NaN below the cheapest latency)."""
-    points = sorted(zip(energy, accuracy))
-    hull: list[tuple[float, float]] = []
-    for point in points:  # upper concave hull (monotone chain)
-        while len(hull) >= 2:
-            (x1, y1), (x2, y2) = hull[-2], hull[-1]
-            if (x2 - x1) * (point[1] - y1) - (y2 - y1) * (point[0] - x1) >= 0:
-                hull.pop()
-            else:
-                break
-        hull.append(point)
+    hull = [(energy[i], accuracy[i]) for i in upper_hull(energy, accuracy)]
     if at_energy < hull[0][0]:
         return float("nan")
-    best = hull[0][1]
     for (x1, y1), (x2, y2) in zip(hull, hull[1:]):
-        if at_energy >= x2:
-            best = max(best, y2)
-        elif at_energy >= x1:
-            best = max(best, y1 + (y2 - y1) * (at_energy - x1) / (x2 - x1))
-    return float(best)
+        if at_energy < x2:
+            return float(y1 + (y2 - y1) * (at_energy - x1) / (x2 - x1))
+    return float(hull[-1][1])
 
 
 def oracle(correct: np.ndarray, energy: np.ndarray, budget_mj: float) -> dict:
@@ -115,58 +140,70 @@ def threshold_baseline(outputs: np.ndarray, step_energy: np.ndarray, labels: np.
     return best or {"threshold": float("nan"), "mean_energy_mj": float("nan"), "accuracy": float("nan")}
 
 
-def sweep(profile: EnergyProfile, outputs: np.ndarray, step_energy: np.ndarray, labels: np.ndarray,
-          calibration: dict[str, ThresholdCalibration], budgets: int = 8, measures=("entropy",)) -> dict:
+def sweep(calibration: Calibration, traces: Simulation, labels: np.ndarray, budgets: int = 8,
+          measures=("entropy",), reserve: str = "exact") -> dict:
     """Every policy at every budget on one precomputed stream.
 
-    outputs [N, T, K] and step_energy [N, T] (mJ) of the test stream;
-    calibration: measure -> ThresholdCalibration (from the calibration split)."""
+    traces: the stream's outputs [N, T, K], step energy and its bound [N, T]
+    (mJ; :func:`~slt_deploy.runtime.controller.batch_traces`); the policies
+    use ``calibration`` only. Budget levels span the stream's E(t=1)..E(t=T)
+    (from the larger of its and the calibration's E(t=1): a cap below what
+    the controller knows one step costs is refused)."""
+    profile = calibration.profile
+    outputs, step_energy = traces.outputs, traces.energy_mj
     n, T = step_energy.shape
     cumulative = np.cumsum(step_energy, axis=1)
     means = running_mean(outputs, axis=-2)
     correct = (means.argmax(-1) == labels[:, None]).astype(float)
     stream_energy = cumulative.mean(0).tolist()
     stream_accuracy = correct.mean(0).tolist()
-    levels = np.linspace(profile.energy_mj[0], profile.energy_mj[-1], budgets)
+    lowest = max(stream_energy[0], profile.energy_mj[0])
+    levels = np.linspace(lowest, max(lowest, stream_energy[-1]), budgets)
     rows = []
+    names = [("static", None), ("adaptive", None)] + [(f"anytime-{m}", m) for m in measures]
     for per_inference in levels:
-        battery = n * per_inference + profile.worst_step_mj  # the reserve on top of the horizon's share
+        battery = n * per_inference
         budget = Budget(battery_mj=float(battery), inferences=n)
         row = {"budget_per_inference_mj": float(per_inference), "battery_mj": float(battery), "policies": {}}
-        names = [("static", None), ("adaptive", None)] + [(f"anytime-{m}", m) for m in measures]
-        for label, measure in names:
-            policy = make_policy(label.split("-")[0], profile, measure=measure or "entropy",
-                                 calibration=calibration.get(measure) if measure else None)
-            controller = Controller(PrecomputedEngine(outputs, step_energy), profile, budget, policy)
-            mission = run_mission(controller, range(n))
-            summary = mission.summary(labels)
-            summary["hull_accuracy"] = hull_accuracy(stream_energy, stream_accuracy, summary["mean_energy_mj"])
-            row["policies"][label] = summary
         fits = [t for t in range(1, T + 1) if stream_energy[t - 1] <= per_inference]
-        best_fixed = max(fits) if fits else 1
+        best_fixed = max(fits or [1], key=lambda t: (stream_accuracy[t - 1], -t))  # most accurate, then fastest
         row["best_fixed"] = {"latency": best_fixed, "accuracy": stream_accuracy[best_fixed - 1],
                              "mean_energy_mj": stream_energy[best_fixed - 1]}
         row["oracle"] = oracle(correct, cumulative, battery)
         row["hull_at_budget"] = hull_accuracy(stream_energy, stream_accuracy, per_inference)
+        gap = row["oracle"]["lp_accuracy"] - row["best_fixed"]["accuracy"]
         for label, measure in names:
-            if measure is None:
-                continue
-            summary = row["policies"][label]
-            gap = row["oracle"]["lp_accuracy"] - row["best_fixed"]["accuracy"]
-            summary["gap_closed"] = (summary["accuracy"] - row["best_fixed"]["accuracy"]) / gap if gap > 0 else float("nan")
-            summary["baselines"] = {
-                name: threshold_baseline(outputs, step_energy, labels, name, summary["mean_energy_mj"])
-                for name in ("entropy", "margin")
-            }
+            policy = make_policy(label.split("-")[0], profile, measure=measure or "entropy",
+                                 calibration=calibration.thresholds.get(measure) if measure else None)
+            controller = Controller(PrecomputedEngine(traces), profile, budget, policy, reserve=reserve)
+            summary = run_mission(controller, range(n)).summary(labels)
+            summary["hull_accuracy"] = hull_accuracy(stream_energy, stream_accuracy, summary["mean_energy_mj"])
+            summary["of_hull"] = summary["accuracy_over_horizon"] / row["hull_at_budget"]  # the stricter of the two
+            if measure is not None:
+                summary["gap_closed"] = ((summary["accuracy_over_horizon"] - row["best_fixed"]["accuracy"]) / gap
+                                         if gap > 0 else float("nan"))
+                summary["baselines"] = {
+                    name: threshold_baseline(outputs, step_energy, labels, name, summary["mean_energy_mj"])
+                    for name in ("entropy", "margin")
+                }
+            row["policies"][label] = summary
         rows.append(row)
     return {"stream": {"samples": n, "energy_mj": stream_energy, "accuracy": stream_accuracy},
-            "worst_step_mj": profile.worst_step_mj, "rows": rows}
+            "calibration": {"energy_mj": profile.energy_mj, "accuracy": profile.accuracy},
+            "reserve": reserve, "rows": rows}
 
 
-def calibrate(graph, profile: EnergyProfile, calibration_inputs: np.ndarray,
-              backend: str = "lava-fused", nproc: int = 1) -> dict[str, ThresholdCalibration]:
-    """Threshold-to-energy mappings of every confidence measure on the calibration
-    split (its samples run over ``nproc`` processes)."""
-    outputs, energy = batch_traces(graph, profile, calibration_inputs, backend, nproc=nproc)
-    means = running_mean(outputs, axis=-2)
-    return {m: ThresholdCalibration.measure(confidence(means, m), energy) for m in MEASURES}
+def calibrate(graph, stored: EnergyProfile, inputs: np.ndarray, labels: np.ndarray,
+              backend: str = "lava-fused", nproc: int = 1) -> Calibration:
+    """What the policies know, from one run of the calibration split
+    (``inputs`` [N, T, ...], ``labels`` [N]; samples over ``nproc``
+    processes): the energy profile (``stored``'s pricing) and every confidence
+    measure's threshold-to-energy mapping, up to the profile's horizon."""
+    traces = batch_traces(graph, stored, inputs, backend, nproc=nproc)
+    means = running_mean(traces.outputs, axis=-2)
+    correct = (means.argmax(-1) == np.asarray(labels)[:, None]).astype(float)
+    profile = stored.measured(traces.energy_mj, correct)
+    horizon = profile.horizon
+    energy = traces.energy_mj[:, :horizon]
+    return Calibration(profile, {m: ThresholdCalibration.measure(confidence(means[:, :horizon], m), energy)
+                                 for m in MEASURES})
