@@ -14,9 +14,9 @@ Noise (applied to the evaluation inputs, seeded):
 * ``dropout:p`` -- each input spike or event is dropped with probability p;
 * ``jitter:k`` -- each input spike moves to a random step within +-k steps
   (spikes landing on the same step merge; none leave the window);
-* ``burst:k`` -- the events of every k consecutive steps arrive together,
-  at the last step of the group (a sensor read out every k steps): counts
-  of several events per pixel and step, the same events in all.
+* ``burst:k`` -- every event arrives as a burst of k events at its own
+  step (a pixel that fires repeatedly): k times the event counts, several
+  events per pixel and step.
 """
 
 from __future__ import annotations
@@ -77,11 +77,7 @@ def noisy_events(frames: np.ndarray, noise: Noise) -> np.ndarray:
         return rng.binomial(np.rint(frames).astype(np.int64), 1.0 - noise.strength).astype(frames.dtype)
     steps = frames.shape[1]
     if noise.kind == "burst":
-        group = int(noise.strength)
-        out = np.zeros_like(frames)
-        for start in range(0, steps, group):
-            out[:, min(start + group, steps) - 1] = frames[:, start: start + group].sum(1)
-        return out
+        return frames * int(noise.strength)
     shift = int(round(noise.strength))
     out = np.zeros_like(frames)
     flat_in = frames.reshape(frames.shape[0], steps, -1)
