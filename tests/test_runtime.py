@@ -354,3 +354,18 @@ def test_a_drifting_stream_is_clean_noisy_clean(profiled):
     assert np.array_equal(labels, same)
     assert np.array_equal(drifted[:10], clean[:10]) and np.array_equal(drifted[20:], clean[20:])
     assert drifted[10:20].sum() < 0.7 * clean[10:20].sum()
+
+
+def test_policies_never_read_the_stored_profile_of_the_judged_split(traces, profiled):
+    """The stored profile (made on the test split) only prices operations:
+    with its energies and accuracies scrambled, calibration and every
+    decision of the sweep are the same."""
+    graph, profile, calibration, stream_traces, y = traces
+    stored = EnergyProfile.from_graph(graph)
+    scrambled = EnergyProfile(stored.latency, [1e3 * e for e in reversed(stored.energy_mj)],
+                              list(reversed(stored.accuracy)), stored.hardware, stored.mac_once, horizon=1)
+    again = calibrate(graph, scrambled, *stream("calibration"), "torch")
+    assert again.profile == calibration.profile
+    import json
+    first = json.dumps(sweep(calibration, stream_traces, y, budgets=3))  # (NaN != NaN: compare the text)
+    assert json.dumps(sweep(again, stream_traces, y, budgets=3)) == first
