@@ -33,18 +33,20 @@ price is a true upper bound on the step's energy, chosen by ``reserve``:
 Only the next step is reserved, never more than the inference's remaining
 steps need: a policy's allowance is the battery left per inference left.
 
-Policies:
+Policies (what they know is measured on the held-out calibration split:
+:func:`slt_deploy.runtime.evaluation.calibrate`, never the stream itself):
 
 * ``fixed``: always t steps (the baseline every paper uses);
-* ``static``: the largest t whose profiled mean energy fits the allowance
-  (battery / horizon, or the cap), fixed for the whole mission;
+* ``static``: the largest t up to the profile's horizon whose mean energy
+  fits the allowance (battery / inferences, or the cap), fixed for the whole
+  mission;
 * ``adaptive``: the same choice, recomputed before every inference from the
   energy actually left and the inferences still to do;
-* ``anytime``: runs step by step and stops when the running mean output is
-  confident enough (``entropy``, ``max_softmax`` or top-1/top-2 ``margin``,
-  all in [0, 1]); the threshold follows the allowance (energy left / inferences
-  left) through a mapping calibrated on the held-out calibration split, so
-  easy inputs leave energy to hard ones.
+* ``anytime``: runs step by step, up to the horizon, and stops when the
+  running mean output is confident enough (``entropy``, ``max_softmax`` or
+  top-1/top-2 ``margin``, all in [0, 1]); the threshold follows the
+  allowance (energy left / inferences left) through a mapping calibrated on
+  the calibration split, so easy inputs leave energy to hard ones.
 
 Backends: the PyTorch reference (fast what-if studies; one pass at T gives
 every step of a sample) and the deployed Lava network (latency changed per
