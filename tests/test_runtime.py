@@ -369,3 +369,12 @@ def test_policies_never_read_the_stored_profile_of_the_judged_split(traces, prof
     import json
     first = json.dumps(sweep(calibration, stream_traces, y, budgets=3))  # (NaN != NaN: compare the text)
     assert json.dumps(sweep(again, stream_traces, y, budgets=3)) == first
+
+
+def test_the_evaluate_table_is_whole_when_piped(profiled, tmp_path):
+    result = run_cli("control", profiled, "--evaluate", "--budgets", "3", "--samples", "40", "--backend", "torch",
+                     "--noise", "dropout:0.2", "--drift", "-o", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "…" not in result.stdout and "clean -> dropout:0.2 -> clean" in result.stdout
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "e-0" in line]
+    assert len(rows) == 3 and all(len(row.strip("|").split("|")) == 13 for row in rows)
